@@ -1,0 +1,138 @@
+"""Turn ranked candidates into an answer: verbatim sentences with citations, or an abstention."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .index import Index, StoredSentence
+from .retrieve import Candidate, Ranker, candidates
+
+DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
+DEFAULT_TOP = 3
+MAX_QUESTION_CHARS = 2000  # the embedding reads 256 word pieces anyway; BM25 gets the same text
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class Citation:
+    source: str  # file path as named when indexed
+    title: str
+    start: int  # character offsets [start, end) into the document text
+    end: int
+    paragraph: int
+    doc: int  # internal document id
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "doc"}
+
+
+@dataclass
+class AnswerSentence:
+    text: str
+    score: float
+    citation: Citation
+    also: list[Citation] = field(default_factory=list)  # near-identical sentences elsewhere
+    row: int = -1
+
+    def to_dict(self) -> dict:
+        d = {"text": self.text, **self.citation.to_dict(), "score": round(self.score, 4)}
+        if self.also:
+            d["also"] = [c.to_dict() for c in self.also]
+        return d
+
+
+@dataclass
+class Answer:
+    question: str
+    answered: bool
+    sentences: list[AnswerSentence]
+    more: list[AnswerSentence] = field(default_factory=list)  # the next best, for `:more`
+    score: float = 0.0  # best candidate's score; compared with the threshold to abstain
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answered": self.answered,
+            "score": round(self.score, 4),
+            "sentences": [s.to_dict() for s in self.sentences],
+        }
+
+
+def clean_question(question: str) -> str:
+    """Normalise a user's question; an empty one is a usage error."""
+    q = _CONTROL.sub(" ", unicodedata.normalize("NFC", question or ""))
+    q = " ".join(q.split())
+    if not q:
+        raise UsageError("the question is empty; ask something, e.g. qa ask \"What did London agree?\"")
+    return q[:MAX_QUESTION_CHARS]
+
+
+class Bot:
+    """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
+
+    def __init__(self, index: Index, ranker: Ranker | None = None) -> None:
+        self.index = index
+        self.ranker = ranker or Ranker.default()
+
+    @classmethod
+    def open(cls, index: str | Path = "embeddings", model: str | Path | None = None) -> "Bot":
+        idx = Index.open(Path(index))
+        idx.check_model(Path(model) if model else None)
+        return cls(idx)
+
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, boost_docs: set[int] | None = None) -> Answer:
+        """Answer one question. `context` (an earlier question) is added to the retrieval query."""
+        q = clean_question(question)
+        query = f"{context} {q}" if context else q
+        vec = self.index.embed([query])[0]
+        return self._answer(q, query, vec, top, boost_docs)
+
+    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP) -> list[Answer]:
+        """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
+        qs = [clean_question(q) for q in questions]
+        vecs = self.index.encoder.encode(qs) if qs else np.zeros((0, 1), np.float32)
+        return [self._answer(q, q, v, top, None) for q, v in zip(qs, vecs)]
+
+    def chat(self) -> "Conversation":
+        from .chat import Conversation
+
+        return Conversation(self)
+
+    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, boost_docs) -> Answer:
+        cands = candidates(self.index, vec, query, boost_docs)
+        self.ranker.score(cands)
+        cands.sort(key=lambda c: c.score, reverse=True)
+        best = cands[0].score if cands else 0.0
+        if best < self.ranker.threshold:
+            return Answer(question, False, [], score=best)
+        merged = self._merge_duplicates(cands[: max(top, 1) * 4 + 10])
+        shown = [s for i, s in enumerate(merged[:top]) if i == 0 or s.score >= self.ranker.floor]
+        return Answer(question, True, shown, more=merged[len(shown) :], score=best)
+
+    def _merge_duplicates(self, ranked: list[Candidate]) -> list[AnswerSentence]:
+        """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""
+        meta = {s.row: s for s in self.index.sentences_at([c.row for c in ranked])}
+        vecs = self.index.sentence_vectors_at([c.row for c in ranked])
+        out: list[AnswerSentence] = []
+        kept_vecs: list[np.ndarray] = []
+        for c, v in zip(ranked, vecs):
+            s = meta[c.row]
+            dup = next((i for i, kv in enumerate(kept_vecs) if float(kv @ v) >= DUPLICATE_COSINE), None)
+            if dup is not None:
+                if s.doc != out[dup].citation.doc:
+                    out[dup].also.append(_citation(s))
+                continue
+            out.append(AnswerSentence(s.text, c.score, _citation(s), row=c.row))
+            kept_vecs.append(v)
+        return out
+
+
+def _citation(s: StoredSentence) -> Citation:
+    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc)

@@ -1,0 +1,55 @@
+"""A conversation: follow-up questions are read in the light of the previous one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .answer import DEFAULT_TOP, Answer, AnswerSentence, Bot, clean_question
+
+# Words that point back at something said before ("Who led them?", "When did he resign?").
+_ANAPHORA = re.compile(
+    r"\b(he|she|it|its|they|them|their|theirs|his|her|hers|him|this|that|these|those|there|then|"
+    r"the same|such|former|latter|also|else|another|other)\b",
+    re.IGNORECASE,
+)
+_CONTINUATION = re.compile(r"^(and|but|also|so|what about|how about|why|and what)\b", re.IGNORECASE)
+
+
+def is_follow_up(question: str) -> bool:
+    words = re.findall(r"\w+", question)
+    return bool(_ANAPHORA.search(question) or _CONTINUATION.search(question) or len(words) <= 3)
+
+
+@dataclass
+class Conversation:
+    bot: Bot
+    history: list[Answer] = field(default_factory=list)
+    top: int = DEFAULT_TOP
+
+    def ask(self, question: str) -> Answer:
+        q = clean_question(question)
+        last = self._last_answered()
+        if last and is_follow_up(q):
+            docs = {s.citation.doc for s in last.sentences}
+            answer = self.bot.ask(q, self.top, context=last.question, boost_docs=docs)
+        else:
+            answer = self.bot.ask(q, self.top)
+        self.history.append(answer)
+        return answer
+
+    def more(self, n: int | None = None) -> list[AnswerSentence]:
+        """The next best sentences for the last question (each call moves further down)."""
+        if not self.history:
+            return []
+        last = self.history[-1]
+        n = n or self.top
+        shown, last.more = last.more[:n], last.more[n:]
+        last.sentences.extend(shown)
+        return shown
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def _last_answered(self) -> Answer | None:
+        return next((a for a in reversed(self.history) if a.answered), None)

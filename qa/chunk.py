@@ -1,0 +1,175 @@
+"""Split a `Document` into paragraphs, sentences and passages, keeping exact character offsets.
+
+Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage.
+Paragraph 0 is the headline line of a text file; body paragraphs count from 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+from .ingest import Document
+
+# Both the sentence and the passage budget are in model word pieces, special tokens excluded.
+MAX_TOKENS = 254  # the model reads 256 word pieces including [CLS] and [SEP]
+PASSAGE_SENTENCES = 3  # sentences per passage window
+PASSAGE_STRIDE = 2  # so consecutive windows share one sentence
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+_TERMINAL = tuple('.!?:;"\'”’)]')
+_JOINING_END = tuple(",;-–—(")
+_MD_MARKER = re.compile(r"^\s{0,3}(#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s?)")
+
+
+@dataclass
+class Sentence:
+    doc: str  # Document.key
+    paragraph: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass
+class Passage:
+    doc: str
+    paragraph: int
+    first: int  # index of its first sentence in the document's sentence list
+    last: int  # inclusive
+    start: int
+    end: int
+    text: str
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
+    """(number, start, end) of each paragraph, whitespace-trimmed, in document order.
+
+    A paragraph is one line, except that hard-wrapped lines (a line that does not end a sentence,
+    followed by one that continues it) are joined. Markdown markers are left out of the span.
+    """
+    text = doc.text
+    lines: list[tuple[int, int]] = []  # non-blank line spans, None marks a blank line
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        start, end = pos, pos + len(line.rstrip("\r\n"))
+        pos += len(line)
+        if doc.skip and doc.skip[0] <= start < doc.skip[1]:
+            continue
+        body = text[start:end]
+        if not body.strip():
+            lines.append((-1, -1))
+            continue
+        m = _MD_MARKER.match(body) if doc.source.lower().endswith(".md") else None
+        if m:
+            start += m.end()
+        start += len(text[start:end]) - len(text[start:end].lstrip())
+        end -= len(text[start:end]) - len(text[start:end].rstrip())
+        if start < end:
+            lines.append((start, end))
+
+    spans: list[list[int]] = []
+    prev_blank = True
+    for start, end in lines:
+        if start < 0:
+            prev_blank = True
+            continue
+        if spans and not prev_blank and _continues(text[spans[-1][0] : spans[-1][1]], text[start:end]):
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+        prev_blank = False
+
+    first_number = 0 if doc.headline else 1
+    return [(first_number + i, s, e) for i, (s, e) in enumerate(spans)]
+
+
+def _continues(prev: str, line: str) -> bool:
+    if prev.endswith(_TERMINAL):
+        return False
+    return line[:1].islower() or line[:1].isdigit() or prev.endswith(_JOINING_END)
+
+
+# pysbd misses sentence ends after curly quotes ("...expectations.’ He said"); straight quotes
+# are one character each too, so segmenting a translated copy keeps every offset valid.
+_STRAIGHT_QUOTES = str.maketrans("‘’‚‛“”„‟", "''''" + '""""')
+
+
+def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentence spans inside text[start:end], found with pysbd and located exactly."""
+    para = text[start:end].translate(_STRAIGHT_QUOTES)
+    spans = []
+    cursor = 0
+    for piece in _segmenter().segment(para):
+        core = piece.strip()
+        if not core:
+            continue
+        at = para.find(core, cursor)
+        if at < 0:  # pysbd altered the text: keep the rest of the paragraph as one sentence
+            break
+        spans.append((start + at, start + at + len(core)))
+        cursor = at + len(core)
+    rest = para[cursor:]
+    if rest.strip():
+        lead = len(rest) - len(rest.lstrip())
+        spans.append((start + cursor + lead, start + cursor + len(rest.rstrip())))
+    return spans
+
+
+def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:
+    """Cut a span longer than the model's window at word boundaries, so nothing is truncated."""
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    pieces: list[tuple[int, int]] = []
+    lo = 0
+    while lo < len(words):
+        hi = len(words)
+        # shrink by halves, then grow: O(log n) tokenizer calls per piece
+        while hi - lo > 1 and count([text[words[lo][0] : words[hi - 1][1]]])[0] > MAX_TOKENS:
+            hi = lo + max(1, (hi - lo) // 2)
+        step = max(1, (hi - lo) // 8)
+        while hi + step <= len(words) and count([text[words[lo][0] : words[hi + step - 1][1]]])[0] <= MAX_TOKENS:
+            hi += step
+        pieces.append((words[lo][0], words[hi - 1][1]))
+        lo = hi
+    return pieces
+
+
+def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Passage]]:
+    text = doc.text
+    sentences: list[Sentence] = []
+    para_ranges: list[tuple[int, int, int]] = []  # paragraph number, first, last sentence index
+    for number, pstart, pend in paragraphs(doc):
+        spans = split_sentences(text, pstart, pend)
+        lengths = count([text[s:e] for s, e in spans]) if spans else []
+        first = len(sentences)
+        for (s, e), n in zip(spans, lengths):
+            for ps, pe in _split_long(text, s, e, count) if n > MAX_TOKENS else [(s, e)]:
+                sentences.append(Sentence(doc.key, number, ps, pe, text[ps:pe]))
+        if len(sentences) > first:
+            para_ranges.append((number, first, len(sentences) - 1))
+
+    passages: list[Passage] = []
+    lengths = count([s.text for s in sentences]) if sentences else []
+    for number, first, last in para_ranges:
+        i = first
+        while i <= last:
+            j, budget = i, lengths[i]
+            while j + 1 <= last and j + 1 - i < PASSAGE_SENTENCES and budget + lengths[j + 1] <= MAX_TOKENS:
+                j += 1
+                budget += lengths[j]
+            s, e = sentences[i].start, sentences[j].end
+            passages.append(Passage(doc.key, number, i, j, s, e, text[s:e]))
+            if j == last:
+                break
+            i = max(i + 1, min(i + PASSAGE_STRIDE, j))
+    return sentences, passages

@@ -1,0 +1,187 @@
+"""The `qa` command line. Heavy libraries are imported inside commands, never at module level."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .config import CORPUS_ENV, INDEX_ENV, MODEL_ENV
+from .errors import QAError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Answer questions from a local collection of news articles with cited, verbatim sentences.",
+)
+
+IndexOpt = typer.Option(None, "--index", "-i", envvar=INDEX_ENV, help="Index folder [default: ./embeddings]")
+CorpusOpt = typer.Option(None, "--corpus", "-c", envvar=CORPUS_ENV, help="Articles to index when the index is missing [default: ./seeds]")
+ModelOpt = typer.Option(None, "--model", envvar=MODEL_ENV, help="sentence-transformers model folder [default: bundled all-MiniLM-L6-v2]")
+
+
+def _index_path(index: Optional[Path]) -> Path:
+    from .config import default_index
+
+    return index or default_index()
+
+
+def _warn(msg: str) -> None:
+    print(f"qa: warning: {msg}", file=sys.stderr)
+
+
+class _RichProgress:
+    """Progress bars on stderr (only drawn when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(file=sys.stderr), transient=True,
+        )
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def task(self, description: str, total: int):
+        task = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(task, n)
+
+
+def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False):
+    from .build import build
+
+    if not quiet:
+        print(f"qa: indexing into {index} ...", file=sys.stderr)
+    with _RichProgress() as progress:
+        return build(index, paths, model, rebuild=rebuild, progress=progress, warn=_warn)
+
+
+def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Path]):
+    """Open the index, building it from the corpus first when there is none."""
+    from . import store
+    from .answer import Bot
+
+    root = _index_path(index)
+    if store.current_generation(root) is None:
+        from .config import default_corpus
+
+        corpus = corpus or default_corpus()
+        if not corpus.exists():
+            raise QAError(f"no index at {root} and corpus folder '{corpus}' not found; pass --corpus DIR or run `qa index PATHS`")
+        _build(root, [corpus], model, rebuild=False)
+    return Bot.open(root, model)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question, or - to read one question per line from stdin"),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (JSON Lines when reading stdin)"),
+    top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Up to N ranked sentences"),
+    index: Optional[Path] = IndexOpt,
+    corpus: Optional[Path] = CorpusOpt,
+    model: Optional[Path] = ModelOpt,
+) -> None:
+    """Answer one question (or many, with -) from the indexed articles."""
+    from .answer import clean_question
+
+    if question != "-":
+        clean_question(question)  # reject an empty question before loading anything
+    bot = _open_bot(index, corpus, model)
+    from .render import console, json_line, print_answer
+
+    if question == "-":
+        con = console()
+        questions = [line.rstrip("\n") for line in sys.stdin]
+        questions = [q for q in questions if q.strip()]
+        for start in range(0, len(questions), 64):
+            for a in bot.ask_many(questions[start : start + 64], top=top):
+                if json_out:
+                    print(json_line(a.to_dict()), flush=False)
+                else:
+                    con.print(f"Q: {a.question}", style="bold")
+                    print_answer(con, a)
+                    con.print()
+        sys.stdout.flush()
+        return
+    a = bot.ask(question, top=top)
+    if json_out:
+        print(json_line(a.to_dict()))
+    else:
+        print_answer(console(), a)
+
+
+@app.command()
+def chat(
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per question (for scripts)"),
+    top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Sentences per answer"),
+    index: Optional[Path] = IndexOpt,
+    corpus: Optional[Path] = CorpusOpt,
+    model: Optional[Path] = ModelOpt,
+) -> None:
+    """Talk to the articles: follow-up questions use the conversation. :help lists commands."""
+    from .repl import run
+
+    bot = _open_bot(index, corpus, model)
+    run(bot, top=top, json_out=json_out)
+
+
+@app.command("index")
+def index_cmd(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Files or folders to (re)index [default: the folders indexed before, or ./seeds]"),
+    index: Optional[Path] = IndexOpt,
+    model: Optional[Path] = ModelOpt,
+    rebuild: bool = typer.Option(False, "--rebuild", help="Start from scratch (the old index stays live until the new one is complete)"),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Build or update the index. Only new and changed articles are embedded."""
+    from dataclasses import asdict
+
+    from .render import json_line
+
+    root = _index_path(index)
+    report = _build(root, paths or None, model, rebuild=rebuild, quiet=True)
+    if json_out:
+        print(json_line(asdict(report)))
+        return
+    if report.generation is None:
+        print(f"Index at {root} is up to date: {report.documents} articles, {report.sentences} sentences ({report.seconds:.2f} s).")
+    else:
+        print(
+            f"Indexed {report.documents} articles, {report.sentences} sentences into {root} "
+            f"({report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged; "
+            f"{report.embedded} texts embedded in {report.seconds:.1f} s)."
+        )
+
+
+def main() -> None:
+    import click
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        rv = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        print("qa: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except QAError as e:
+        print(f"qa: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)

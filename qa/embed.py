@@ -1,0 +1,213 @@
+"""Sentence embeddings: sentence-transformers exported once to ONNX, then run with onnxruntime.
+
+The model is a sentence-transformers folder (by default the bundled all-MiniLM-L6-v2). At index
+time it is loaded with sentence-transformers (torch), exported to ONNX with its pooling and
+normalisation inside the graph, and checked against sentence-transformers on real sentences.
+Everything after that - bulk document embedding and every question - runs through the same ONNX
+file with onnxruntime + tokenizers, so questions and documents share numerics and a query
+process never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import QAError
+
+ENCODER_FILE = "encoder.json"
+PARITY_MIN_COSINE = 0.999
+# Real news sentences used to check an export against sentence-transformers.
+PARITY_SENTENCES = [
+    "Beijing has announced that the United States and China have finalized details of a trade framework.",
+    "Mr. Smith, a Ph.D. from Washington, D.C., paid $3.5 million on Jan. 5.",
+    "Growth hit 3.5% in the U.S. last year, the Commerce Department said.",
+    "Who led the delegations?",
+    "Rare earths are vital for national security on both sides.",
+    "short",
+]
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EncoderSpec:
+    model_id: str  # folder name + content hash: two different weights never share an id
+    model_path: str
+    dim: int
+    max_tokens: int
+    inputs: list[str]  # ONNX input names, in the order the tokenizer provides them
+
+    def save(self, folder: Path) -> None:
+        (folder / ENCODER_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> "EncoderSpec":
+        return cls(**json.loads((folder / ENCODER_FILE).read_text()))
+
+
+def model_id(model_dir: Path) -> str:
+    """A stable id for a sentence-transformers folder: its name and a hash of its files."""
+    if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
+        raise QAError(f"{model_dir} is not a sentence-transformers model folder (no modules.json or config.json)")
+    h = hashlib.sha256()
+    for p in sorted(model_dir.rglob("*")):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() != ".md":
+            h.update(p.relative_to(model_dir).as_posix().encode())
+            with p.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return f"{model_dir.name}-{h.hexdigest()[:16]}"
+
+
+def load_sentence_transformer(model_dir: Path):
+    """sentence-transformers, offline, on CPU. Imported lazily: it costs seconds."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    # str(): sentence-transformers 6 fails on a PosixPath.
+    return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+
+
+def export(model_dir: Path, out_dir: Path) -> EncoderSpec:
+    """Export the folder's full sentence-transformers pipeline to `out_dir/model.onnx`."""
+    import torch
+
+    st = load_sentence_transformer(model_dir)
+    tok = st.tokenizer
+    sample = tok(["hello world"], return_tensors="pt")
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.st = st
+
+        def forward(self, *tensors):
+            return self.st(dict(zip(inputs, tensors)))["sentence_embedding"]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    axes = {n: {0: "batch", 1: "tokens"} for n in inputs}
+    axes["sentence_embedding"] = {0: "batch"}
+    # The tracer warns about shape-dependent branches; the parity check below (on a padded batch
+    # of mixed lengths) is what proves the export right, so the warnings are only noise.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pipeline().eval(),
+            tuple(sample[n] for n in inputs),
+            str(onnx_path),
+            input_names=inputs,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    tokenizer_json = model_dir / "tokenizer.json"
+    if tokenizer_json.is_file():
+        shutil.copyfile(tokenizer_json, out_dir / "tokenizer.json")
+    else:
+        tok.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
+    spec = EncoderSpec(
+        model_id=model_id(model_dir),
+        model_path=str(model_dir),
+        dim=int(st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else st.get_sentence_embedding_dimension()),
+        max_tokens=int(st.max_seq_length),
+        inputs=inputs,
+    )
+    spec.save(out_dir)
+
+    reference = st.encode(PARITY_SENTENCES, normalize_embeddings=False, convert_to_numpy=True)
+    ours = OnnxEncoder(out_dir).encode(PARITY_SENTENCES)
+    cos = _cosines(reference, ours)
+    if cos.min() < PARITY_MIN_COSINE:
+        raise QAError(f"ONNX export of {model_dir} disagrees with sentence-transformers (min cosine {cos.min():.4f})")
+    return spec
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def ensure_exported(model_dir: Path, store: Path) -> Path:
+    """The ONNX folder for this model under `store`, exporting it (atomically) if needed."""
+    mid = model_id(model_dir)
+    folder = store / mid
+    if (folder / ENCODER_FILE).is_file():
+        return folder
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=store))
+    try:
+        export(model_dir, tmp)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class OnnxEncoder:
+    """Embeds texts with an exported model. Loads in ~0.1 s; no torch."""
+
+    def __init__(self, folder: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.spec = EncoderSpec.load(folder)
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # The bundled tokenizer.json truncates and pads to 128; sentence-transformers reads up to
+        # max_seq_length and pads to the longest text in the batch. Match it exactly.
+        self.tokenizer.enable_truncation(max_length=self.spec.max_tokens)
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text, without special tokens and without truncation."""
+        return [len(e.ids) - 2 for e in self._counter.encode_batch(list(texts))]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+        """Embed texts; sorted by length into batches so little time goes to padding."""
+        out = np.zeros((len(texts), self.spec.dim), dtype=np.float32)
+        if not texts:
+            return out
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
+            feeds = {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+            }
+            (emb,) = self.session.run(None, {n: feeds[n] for n in self.spec.inputs})
+            out[idx] = emb
+            if progress:
+                progress(len(idx))
+        return out

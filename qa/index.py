@@ -1,0 +1,218 @@
+"""A built index, opened read-only: FAISS vectors, BM25, and SQLite metadata of one generation.
+
+Files of a generation (format documented in embeddings/README.md):
+    manifest.json      format version, model id and dimension, counts, indexed roots, next ids
+    meta.sqlite        files, documents (with full text), sentences, passages
+    sentences.faiss    one normalised vector per sentence row (inner product = cosine)
+    sentences.ids.npy  sentence id of each FAISS row
+    passages.faiss     one vector per passage row
+    passages.ids.npy   passage id of each row
+    bm25/              bm25s index over sentence rows
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import IndexUnusable, QAError
+
+FORMAT_VERSION = 1
+REBUILD_HINT = "rebuild it with `qa index --rebuild`"
+
+SCHEMA = """
+CREATE TABLE files (source TEXT PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, source TEXT NOT NULL, title TEXT NOT NULL,
+    date TEXT, url TEXT, hash TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE sentences (
+    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, paragraph INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL, row INTEGER NOT NULL);
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, paragraph INTEGER NOT NULL,
+    first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    row INTEGER NOT NULL);
+CREATE INDEX sentences_doc ON sentences (doc);
+CREATE INDEX passages_doc ON passages (doc);
+"""
+
+
+@dataclass
+class StoredSentence:
+    id: int
+    row: int
+    doc: int
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    source: str
+    title: str
+    key: str
+
+
+class Index:
+    """Read side of one generation. Opening is cheap; every part loads on first use."""
+
+    def __init__(self, root: Path, folder: Path, manifest: dict) -> None:
+        self.root = root
+        self.folder = folder
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, root: Path) -> "Index":
+        folder = store.current_generation(root)
+        if folder is None:
+            raise IndexUnusable(f"no index at {root}; build it with `qa index`")
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError) as e:
+            raise IndexUnusable(f"index at {root} is unreadable (manifest: {e}); {REBUILD_HINT}")
+        if manifest.get("format") != FORMAT_VERSION:
+            raise IndexUnusable(
+                f"index at {root} has format {manifest.get('format')!r}, this qa reads {FORMAT_VERSION}; {REBUILD_HINT}"
+            )
+        return cls(root, folder, manifest)
+
+    # -- model ---------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model"]["model_id"]
+
+    @property
+    def model_folder(self) -> Path:
+        return self.root / "models" / self.model_id
+
+    def check_model(self, model_dir: Path | None) -> None:
+        """Refuse a model other than the one the index was built with."""
+        if model_dir is None:
+            return
+        from .embed import model_id
+
+        wanted = model_id(model_dir)
+        if wanted != self.model_id:
+            raise IndexUnusable(
+                f"index at {self.root} was built with model {self.model_id}, not {wanted}; "
+                f"use that model, or {REBUILD_HINT} --model {model_dir}"
+            )
+
+    @cached_property
+    def encoder(self):
+        from .embed import OnnxEncoder
+
+        if not (self.model_folder / "model.onnx").is_file():
+            raise IndexUnusable(f"index at {self.root} is missing its model export; {REBUILD_HINT}")
+        return OnnxEncoder(self.model_folder, threads=1)
+
+    # -- parts ---------------------------------------------------------------------------------
+    def _guard(self, what: str, load):
+        try:
+            return load()
+        except QAError:
+            raise
+        except Exception as e:  # a damaged file surfaces as many exception types; all mean the same
+            raise IndexUnusable(f"index at {self.root} is unreadable ({what}: {e}); {REBUILD_HINT}") from None
+
+    @cached_property
+    def db(self) -> sqlite3.Connection:
+        def load():
+            uri = (self.folder / "meta.sqlite").resolve().as_uri() + "?mode=ro"
+            con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            con.execute("SELECT count(*) FROM sentences").fetchone()
+            return con
+
+        return self._guard("meta.sqlite", load)
+
+    def _faiss(self, name: str):
+        def load():
+            import faiss
+
+            index = faiss.read_index(str(self.folder / f"{name}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+            ids = np.load(self.folder / f"{name}.ids.npy", mmap_mode="r")
+            if index.ntotal != len(ids):
+                raise ValueError(f"{index.ntotal} vectors but {len(ids)} ids")
+            return index, ids
+
+        return self._guard(f"{name}.faiss", load)
+
+    @cached_property
+    def sentence_vectors(self):
+        return self._faiss("sentences")
+
+    @cached_property
+    def passage_vectors(self):
+        return self._faiss("passages")
+
+    @cached_property
+    def bm25(self):
+        from .lexical import Bm25
+
+        return self._guard("bm25", lambda: Bm25.load(self.folder / "bm25"))
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def sentence_count(self) -> int:
+        return int(self.manifest["counts"]["sentences"])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts)
+
+    def search_sentences(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosines) of the k nearest sentences for each query vector."""
+        index, _ = self.sentence_vectors
+        k = min(k, index.ntotal)
+        scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return rows, scores
+
+    def search_passages(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        index, _ = self.passage_vectors
+        k = min(k, index.ntotal)
+        scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return rows, scores
+
+    def sentence_vectors_at(self, rows) -> np.ndarray:
+        index, _ = self.sentence_vectors
+        return np.vstack([index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, index.d), np.float32)
+
+    def sentences_at(self, rows) -> list[StoredSentence]:
+        """Sentence metadata for FAISS/BM25 rows, in the order given."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        q = (
+            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key "
+            f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
+        )
+        found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
+        return [found[r] for r in rows if r in found]
+
+    def passage_sentence_rows(self, passage_rows) -> list[tuple[int, int]]:
+        """For passage rows: the (first, last) sentence rows they span."""
+        rows = [int(r) for r in passage_rows]
+        if not rows:
+            return []
+        q = (
+            "SELECT p.row, a.row, b.row FROM passages p JOIN sentences a ON a.id = p.first "
+            f"JOIN sentences b ON b.id = p.last WHERE p.row IN ({','.join('?' * len(rows))})"
+        )
+        found = {r[0]: (r[1], r[2]) for r in self.db.execute(q, rows)}
+        return [found[r] for r in rows if r in found]
+
+    def paragraph_text(self, doc: int, paragraph: int) -> tuple[int, int, str]:
+        """(start, end, text) of a whole paragraph: from its first to its last sentence."""
+        row = self.db.execute(
+            'SELECT min(s.start), max(s."end"), d.text FROM sentences s JOIN documents d ON d.id = s.doc '
+            "WHERE s.doc = ? AND s.paragraph = ?",
+            (doc, paragraph),
+        ).fetchone()
+        start, end, text = row
+        return start, end, text[start:end]
+
+    def document_text(self, doc: int) -> str:
+        return self.db.execute("SELECT text FROM documents WHERE id = ?", (doc,)).fetchone()[0]

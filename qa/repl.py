@@ -1,0 +1,127 @@
+"""The `qa chat` loop: prompt_toolkit on a terminal, plain lines from a pipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .answer import Bot
+from .chat import Conversation
+from .errors import UsageError
+from .render import console, json_line, print_answer
+
+HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
+  :sources   full cited paragraphs of the last answer
+  :more      the next best sentences for the last question
+  :reset     forget the conversation
+  :help      this help
+  :quit      leave (or Ctrl-D)"""
+
+
+def _history_file() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "qa" / "chat_history"
+
+
+def _lines_from_terminal():
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    try:
+        path = _history_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history = FileHistory(str(path))
+    except OSError:
+        history = InMemoryHistory()
+    session = PromptSession(history=history)
+    while True:
+        try:
+            yield session.prompt("? ")
+        except KeyboardInterrupt:  # Ctrl-C clears the line, the session goes on
+            continue
+        except EOFError:
+            return
+
+
+def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
+    conv = Conversation(bot, top=top)
+    con = console()
+    interactive = sys.stdin.isatty() and not json_out
+    if interactive:
+        m = bot.index.manifest["counts"]
+        con.print(f"qa chat — {m['documents']} articles, {m['sentences']} sentences. Ask a question; :help for commands.", style="dim")
+    lines = _lines_from_terminal() if interactive else (line.rstrip("\n") for line in sys.stdin)
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith(":"):
+            if not _command(text, conv, con, json_out):
+                return
+            continue
+        try:
+            answer = conv.ask(text)
+        except UsageError as e:
+            print(f"qa: error: {e}", file=sys.stderr)
+            continue
+        if json_out:
+            print(json_line(answer.to_dict()), flush=True)
+        else:
+            print_answer(con, answer)
+            con.print()
+
+
+def _command(text: str, conv: Conversation, con, json_out: bool) -> bool:
+    """Run a :command; False means quit."""
+    cmd = text.split()[0].lower()
+    last = conv.history[-1] if conv.history else None
+    if cmd in (":quit", ":q", ":exit"):
+        return False
+    if cmd in (":help", ":h", ":?"):
+        con.print(HELP) if not json_out else print(json_line({"command": "help", "text": HELP}))
+    elif cmd == ":reset":
+        conv.reset()
+        con.print("Conversation cleared.", style="dim") if not json_out else print(json_line({"command": "reset"}))
+    elif cmd == ":more":
+        shown_before = len(last.sentences) if last else 0
+        more = conv.more()
+        if json_out:
+            print(json_line({"command": "more", "question": last.question if last else None, "sentences": [s.to_dict() for s in more]}))
+        elif not more:
+            con.print("Nothing more for the last question.", style="dim")
+        else:
+            print_answer(con, last, more, first_marker=shown_before + 1)
+            con.print()
+    elif cmd == ":sources":
+        _sources(conv, con, json_out)
+    else:
+        msg = f"unknown command {cmd}; :help lists the commands"
+        print(json_line({"command": cmd, "error": msg})) if json_out else con.print(msg, style="yellow")
+    return True
+
+
+def _sources(conv: Conversation, con, json_out: bool) -> None:
+    from rich.text import Text
+
+    last = conv.history[-1] if conv.history else None
+    if not last or not last.answered:
+        msg = "No cited sources yet: ask a question first."
+        print(json_line({"command": "sources", "paragraphs": []})) if json_out else con.print(msg, style="dim")
+        return
+    index = conv.bot.index
+    paragraphs = []
+    for i, s in enumerate(last.sentences, 1):
+        c = s.citation
+        start, end, text = index.paragraph_text(c.doc, c.paragraph)
+        paragraphs.append({"marker": i, "source": c.source, "title": c.title, "paragraph": c.paragraph,
+                           "start": start, "end": end, "text": text, "cited": [c.start - start, c.end - start]})
+    if json_out:
+        print(json_line({"command": "sources", "paragraphs": paragraphs}))
+        return
+    for p in paragraphs:
+        con.print(Text(f"[{p['marker']}] {p['title']} — {p['source']}, paragraph {p['paragraph']}", style="bold"))
+        body = Text(p["text"])
+        body.stylize("underline", *p["cited"])
+        con.print(body)
+        con.print()
