@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import UsageError
 from .index import Index, StoredSentence
-from .retrieve import Candidate, Ranker, candidates
+from .retrieve import Ranker, candidates
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3
@@ -54,7 +54,7 @@ class Answer:
     answered: bool
     sentences: list[AnswerSentence]
     more: list[AnswerSentence] = field(default_factory=list)  # the next best, for `:more`
-    score: float = 0.0  # best candidate's score; compared with the threshold to abstain
+    score: float = 0.0  # probability that the collection answers this at all (vs. the threshold)
 
     def to_dict(self) -> dict:
         return {
@@ -107,30 +107,30 @@ class Bot:
 
     def _answer(self, question: str, query: str, vec: np.ndarray, top: int, boost_docs) -> Answer:
         cands = candidates(self.index, vec, query, boost_docs)
-        self.ranker.score(cands)
-        cands.sort(key=lambda c: c.score, reverse=True)
-        best = cands[0].score if cands else 0.0
+        if not len(cands.rows):
+            return Answer(question, False, [], score=0.0)
+        scores = self.ranker.score(cands.features)
+        order = np.argsort(-scores, kind="stable")
+        best = self.ranker.answerability(cands.features, scores)
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
-        merged = self._merge_duplicates(cands[: max(top, 1) * 4 + 10])
+        keep = order[: max(top, 1) * 3 + 10]
+        merged = self._merge_duplicates([cands.meta[i] for i in keep], scores[keep])
         shown = [s for i, s in enumerate(merged[:top]) if i == 0 or s.score >= self.ranker.floor]
         return Answer(question, True, shown, more=merged[len(shown) :], score=best)
 
-    def _merge_duplicates(self, ranked: list[Candidate]) -> list[AnswerSentence]:
+    def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
         """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""
-        meta = {s.row: s for s in self.index.sentences_at([c.row for c in ranked])}
-        vecs = self.index.sentence_vectors_at([c.row for c in ranked])
+        vecs = self.index.sentence_vectors_at([s.row for s in ranked])
         out: list[AnswerSentence] = []
-        kept_vecs: list[np.ndarray] = []
-        for c, v in zip(ranked, vecs):
-            s = meta[c.row]
-            dup = next((i for i, kv in enumerate(kept_vecs) if float(kv @ v) >= DUPLICATE_COSINE), None)
-            if dup is not None:
-                if s.doc != out[dup].citation.doc:
-                    out[dup].also.append(_citation(s))
-                continue
-            out.append(AnswerSentence(s.text, c.score, _citation(s), row=c.row))
-            kept_vecs.append(v)
+        out_vecs: list[np.ndarray] = []
+        for s, score, v in zip(ranked, scores, vecs):
+            dup = next((j for j, w in enumerate(out_vecs) if float(w @ v) >= DUPLICATE_COSINE), None)
+            if dup is None:
+                out.append(AnswerSentence(s.text, float(score), _citation(s), row=s.row))
+                out_vecs.append(v)
+            elif s.doc != out[dup].citation.doc and all(c.doc != s.doc for c in out[dup].also):
+                out[dup].also.append(_citation(s))
         return out
 
 

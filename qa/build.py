@@ -8,6 +8,7 @@ document gets new sentence ids, and ids of removed ones are never handed out aga
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -71,18 +72,7 @@ def build(
         for r in roots:
             if not r.exists():
                 raise QAError(f"corpus path '{r}' not found; pass existing files or folders to `qa index`, or --corpus DIR")
-        from .embed import OnnxEncoder, ensure_exported
-
-        if old and model is None and (old.model_folder / "model.onnx").is_file():
-            model_folder = old.model_folder  # the export the index was built with
-        else:
-            model_dir = model or default_model()
-            if not model_dir.is_dir():
-                raise QAError(f"model folder '{model_dir}' not found; pass --model DIR (a sentence-transformers folder)")
-            if old:
-                old.check_model(model_dir)
-            model_folder = ensure_exported(model_dir, root / "models")
-        encoder = OnnxEncoder(model_folder)
+        model_dir = _model_to_export(old, model)
 
         files = find_files(roots)
         if not files:
@@ -127,10 +117,38 @@ def build(
             report.seconds = time.perf_counter() - t0
             return report
 
+        encoder = _encoder(root, old, model_dir)
         gen = _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progress, report)
         report.generation = gen.name
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def _model_to_export(old: Index | None, model: Path | None) -> Path | None:
+    """The model folder to embed with, checked; None means the export the old index was built with."""
+    if old and model is None and (old.model_folder / "model.onnx").is_file():
+        return None
+    model_dir = model or default_model()
+    if not model_dir.is_dir():
+        raise QAError(f"model folder '{model_dir}' not found; pass --model DIR (a sentence-transformers folder)")
+    if old:
+        old.check_model(model_dir)
+    return model_dir
+
+
+def _encoder(root: Path, old: Index | None, model_dir: Path | None):
+    """Load the encoder only once there is something to embed: a first export takes ~15 s."""
+    from .embed import OnnxEncoder, ensure_exported
+
+    folder = old.model_folder if model_dir is None else ensure_exported(model_dir, root / "models")
+    try:
+        return OnnxEncoder(folder)
+    except Exception as e:  # a damaged export fails in onnxruntime or tokenizers, each with its own types
+        if model_dir is None:
+            raise IndexUnusable(f"model export {folder} is unreadable ({e}); {REBUILD_HINT}") from None
+    # We were asked to export this model anyway (a new index or --rebuild): replace the damaged copy.
+    shutil.rmtree(folder)
+    return OnnxEncoder(ensure_exported(model_dir, root / "models"))
 
 
 def _roots(old: Index | None, paths: list[Path] | None) -> list[Path]:
@@ -224,6 +242,7 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
         sent_matrix, sent_ids, texts_by_row = _assign_rows(con, "sentences", old, "sentence_vectors", new_sentence_vec, vectors)
         pass_matrix, pass_ids, _ = _assign_rows(con, "passages", old, "passage_vectors", new_passage_vec, vectors)
         con.commit()
+        np.save(tmp / "sentences.rows.npy", _row_table(con, len(sent_ids)))
         con.close()
 
         import faiss
@@ -256,6 +275,28 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+ROW_TABLE = np.dtype([("doc", "<i4"), ("paragraph", "<i4"), ("passage0", "<i4"), ("passage1", "<i4")])
+
+
+def _row_table(con, n: int) -> np.ndarray:
+    """Per sentence row: its document, paragraph and up to two passage rows holding it.
+
+    Ranking reads these for ~100 candidates per question; as a memory-mapped array they cost
+    nothing at start-up, where a SQLite scan of a million rows would take a second.
+    """
+    table = np.full(n, -1, dtype=ROW_TABLE)
+    for row, doc, paragraph in con.execute("SELECT row, doc, paragraph FROM sentences"):
+        table[row]["doc"], table[row]["paragraph"] = doc, paragraph
+    spans = con.execute(
+        "SELECT p.row, a.row, b.row FROM passages p JOIN sentences a ON a.id = p.first JOIN sentences b ON b.id = p.last ORDER BY p.row"
+    )
+    for prow, first, last in spans:
+        for r in range(first, last + 1):
+            slot = "passage0" if table[r]["passage0"] < 0 else "passage1"
+            table[r][slot] = prow
+    return table
 
 
 def _assign_rows(con, table, old, vectors_attr, new_vec, vectors):

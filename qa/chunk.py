@@ -117,13 +117,25 @@ def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
         at = para.find(core, cursor)
         if at < 0:  # pysbd altered the text: keep the rest of the paragraph as one sentence
             break
-        spans.append((start + at, start + at + len(core)))
+        _add_span(spans, start + at, start + at + len(core), core)
         cursor = at + len(core)
     rest = para[cursor:]
     if rest.strip():
         lead = len(rest) - len(rest.lstrip())
-        spans.append((start + cursor + lead, start + cursor + len(rest.rstrip())))
+        _add_span(spans, start + cursor + lead, start + cursor + len(rest.rstrip()), rest.strip())
     return spans
+
+
+def _add_span(spans: list[tuple[int, int]], s: int, e: int, text: str) -> None:
+    """Append a sentence span; a piece with no letter or digit belongs to the sentence before.
+
+    pysbd cuts a closing quote off a sentence that ends a paragraph ("...agreement.'" gives
+    "...agreement." and "'"); a lone quote is no sentence and would be cited as one.
+    """
+    if spans and not any(ch.isalnum() for ch in text):
+        spans[-1] = (spans[-1][0], e)
+    else:
+        spans.append((s, e))
 
 
 def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:

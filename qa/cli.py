@@ -44,6 +44,8 @@ class _RichProgress:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(file=sys.stderr), transient=True,
+            # Off a terminal rich would still print a blank line on stop; scripts read stderr.
+            disable=not sys.stderr.isatty(),
         )
 
     def __enter__(self):
@@ -164,19 +166,60 @@ def index_cmd(
         )
 
 
+@app.command("eval")
+def eval_cmd(
+    file: Path = typer.Argument(..., help="SQuAD-format .json/.json.gz (v1.1 or v2.0), or a SelQA file with --format selqa"),
+    split: str = typer.Option("heldout", "--split", help="tune (even articles), heldout (odd articles) or all"),
+    fmt: str = typer.Option("squad", "--format", help="squad or selqa"),
+    baselines: bool = typer.Option(False, "--baselines", help="Also plain BM25 and plain dense retrieval over the same sentences"),
+    foreign: bool = typer.Option(False, "--foreign", help="Also ask the other split's questions; they should be declined"),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the written articles and the scratch index in this folder"),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+) -> None:
+    """Measure answer quality: R@1/3/5, MRR@10, abstention (SQuAD); MAP, MRR, P@1 (SelQA)."""
+    from . import eval as ev
+    from .render import json_line
+
+    if fmt not in ("squad", "selqa"):
+        raise UsageError(f"unknown --format {fmt!r}; use squad or selqa")
+    if split not in ("tune", "heldout", "all"):
+        raise UsageError(f"unknown --split {split!r}; use tune, heldout or all")
+    if not file.is_file():
+        raise QAError(f"evaluation file '{file}' not found")
+    with _RichProgress() as progress:
+        if fmt == "selqa":
+            report = ev.run_selqa(file, keep, baselines=True, progress=progress)
+        else:
+            report = ev.run_squad(file, split, keep, baselines=baselines, foreign=foreign, progress=progress)
+    if json_out:
+        print(json_line(report))
+    else:
+        ev.print_report(report)
+
+
+def _click_exceptions() -> tuple[type[Exception], type[Exception]]:
+    """The (ClickException, Abort) classes typer raises: since 0.2x it runs its own copy of click."""
+    try:
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort
+    except ImportError:  # older typer, built on click itself
+        from click.exceptions import Abort, ClickException
+    return ClickException, Abort
+
+
 def main() -> None:
-    import click
+    click_exception, abort = _click_exceptions()
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         rv = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except abort:
         print("qa: interrupted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as e:
+    except click_exception as e:
         e.show()
         sys.exit(e.exit_code)
     except QAError as e:

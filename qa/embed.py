@@ -154,6 +154,7 @@ def ensure_exported(model_dir: Path, store: Path) -> Path:
         return folder
     store.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=store))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the index beside it
     try:
         export(model_dir, tmp)
         os.replace(tmp, folder)

@@ -5,6 +5,7 @@ Files of a generation (format documented in embeddings/README.md):
     meta.sqlite        files, documents (with full text), sentences, passages
     sentences.faiss    one normalised vector per sentence row (inner product = cosine)
     sentences.ids.npy  sentence id of each FAISS row
+    sentences.rows.npy per sentence row: document id, paragraph, the (up to 2) passage rows holding it
     passages.faiss     one vector per passage row
     passages.ids.npy   passage id of each row
     bm25/              bm25s index over sentence rows
@@ -23,7 +24,7 @@ import numpy as np
 from . import store
 from .errors import IndexUnusable, QAError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"
 
 SCHEMA = """
@@ -108,7 +109,7 @@ class Index:
 
         if not (self.model_folder / "model.onnx").is_file():
             raise IndexUnusable(f"index at {self.root} is missing its model export; {REBUILD_HINT}")
-        return OnnxEncoder(self.model_folder, threads=1)
+        return self._guard("model export", lambda: OnnxEncoder(self.model_folder, threads=1))
 
     # -- parts ---------------------------------------------------------------------------------
     def _guard(self, what: str, load):
@@ -150,6 +151,11 @@ class Index:
         return self._faiss("passages")
 
     @cached_property
+    def rows(self) -> np.ndarray:
+        """Structured array per sentence row: doc, paragraph, passage0, passage1 (-1 = none)."""
+        return self._guard("sentences.rows.npy", lambda: np.load(self.folder / "sentences.rows.npy", mmap_mode="r"))
+
+    @cached_property
     def bm25(self):
         from .lexical import Bm25
 
@@ -177,8 +183,10 @@ class Index:
         return rows, scores
 
     def sentence_vectors_at(self, rows) -> np.ndarray:
-        index, _ = self.sentence_vectors
-        return np.vstack([index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, index.d), np.float32)
+        return _reconstruct(self.sentence_vectors[0], rows)
+
+    def passage_vectors_at(self, rows) -> np.ndarray:
+        return _reconstruct(self.passage_vectors[0], rows)
 
     def sentences_at(self, rows) -> list[StoredSentence]:
         """Sentence metadata for FAISS/BM25 rows, in the order given."""
@@ -216,3 +224,10 @@ class Index:
 
     def document_text(self, doc: int) -> str:
         return self.db.execute("SELECT text FROM documents WHERE id = ?", (doc,)).fetchone()[0]
+
+
+def _reconstruct(index, rows) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros((0, index.d), np.float32)
+    return index.reconstruct_batch(rows)

@@ -67,7 +67,9 @@ def find_files(paths: Iterable[Path]) -> list[SourceFile]:
                 rel = p.relative_to(root)
                 if any(part.startswith(".") for part in rel.parts):
                     continue
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES:
+                # A broken link to an article is kept so that reading it warns, not dropped silently.
+                wanted = p.is_file() or (p.is_symlink() and not p.exists())
+                if wanted and p.suffix.lower() in SUPPORTED_SUFFIXES:
                     found.setdefault(p.as_posix(), SourceFile(p, p.as_posix()))
         elif root.is_file() or root.is_symlink():
             found.setdefault(root.as_posix(), SourceFile(root, root.as_posix()))
@@ -92,14 +94,20 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     except UnicodeDecodeError as e:
         warn(f"skipped {file.source}: not UTF-8 text ({e.reason} at byte {e.start})")
         return []
+    said: list[str] = []
+
+    def _warn(msg: str) -> None:  # a file already reported (bad JSON) gets no second "no text"
+        said.append(msg)
+        warn(msg)
+
     if suffix in TEXT_SUFFIXES:
         docs = [_plain_document(file.source, file.source, text, markdown=suffix == ".md")]
     elif suffix in HTML_SUFFIXES:
         docs = [_html_document(file.source, text)]
     else:
-        docs = _json_documents(file.source, text, jsonl=suffix == ".jsonl", warn=warn)
+        docs = _json_documents(file.source, text, jsonl=suffix == ".jsonl", warn=_warn)
     docs = [d for d in docs if d is not None and d.text.strip()]
-    if not docs:
+    if not docs and not said:
         warn(f"skipped {file.source}: no text")
     return docs
 
@@ -143,21 +151,23 @@ def _html_document(source: str, html: str) -> Document | None:
     data = doc.as_dict() if hasattr(doc, "as_dict") else dict(doc)
     text = data.get("text") or ""
     title = (data.get("title") or "").strip() or _first_line(text)
-    return Document(source, source, title, text, None, data.get("date"), data.get("url"))
+    return Document(source, source, title, text, date=data.get("date"), url=data.get("url"))
 
 
 def _json_documents(source: str, text: str, jsonl: bool, warn: Warn) -> list[Document]:
     records: list = []
+    lineno = 0
     try:
         if jsonl:
-            for n, line in enumerate(text.splitlines(), 1):
+            for lineno, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     records.append(json.loads(line))
         else:
             data = json.loads(text)
             records = data if isinstance(data, list) else [data]
     except json.JSONDecodeError as e:
-        warn(f"skipped {source}: invalid JSON ({e.msg}, line {e.lineno})")
+        # In JSON Lines the error's own line number counts within one record: give the file's.
+        warn(f"skipped {source}: invalid JSON ({e.msg}, line {lineno if jsonl else e.lineno})")
         return []
     docs = []
     for i, rec in enumerate(records):
@@ -168,7 +178,7 @@ def _json_documents(source: str, text: str, jsonl: bool, warn: Warn) -> list[Doc
         date = str(rec["date"]) if rec.get("date") is not None else None
         url = str(rec["url"]) if rec.get("url") is not None else None
         key = source if len(records) == 1 else f"{source}#{i}"
-        docs.append(Document(key, source, title, rec["text"], None, date, url))
+        docs.append(Document(key, source, title, rec["text"], date=date, url=url))
     return docs
 
 

@@ -1,99 +1,234 @@
-"""Find and score candidate sentences for a question: dense (sentence and passage) + BM25.
+"""Find and score candidate sentences for a question.
 
 Retrieval is hybrid: the union of the nearest sentences by embedding and the best BM25 matches.
-Each candidate gets a few features; `Ranker` combines them into one score in [0, 1]-ish units
-that also decides abstention. Weights live in `ranker.json` beside this file.
+Every candidate gets the features in `FEATURES` (similarities of the sentence, its passage and its
+neighbours; BM25; ranks; document-level evidence; word coverage; question-type cues), and
+`Ranker` - a logistic regression fitted on the SQuAD tune split by scripts/fit_ranker.py - turns
+them into the probability that the sentence answers the question. That probability orders the
+answer and, against `threshold`, decides whether to answer at all.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .index import Index
+from .features import QTYPE_FEATURES, coverage, question_type, ranks, type_match
+from .index import Index, StoredSentence
+from .lexical import tokenize
 
-DENSE_K = 50  # nearest sentences by embedding
-PASSAGE_K = 20  # nearest passages; their sentences inherit the passage similarity
-LEXICAL_K = 50  # best BM25 sentences
+DENSE_K = 40  # nearest sentences by embedding
+LEXICAL_K = 40  # best BM25 sentences
+BM25_SATURATION = 5.0  # the bm25 feature is b / (b + this): comparable across collections
 
-FEATURES = ("dense", "passage", "bm25", "bm25_rel", "doc_boost")
+FEATURES = (
+    "dense", "passage", "neighbor", "bm25", "bm25_rel", "neighbor_bm25", "dense_rr", "bm25_rr",
+    "doc_dense", "doc_bm25", "para_dense", "para_bm25", "coverage", "title", *QTYPE_FEATURES, "length",
+    "dense_x_bm25", "dense_x_coverage", "doc_boost",
+)
+_F = {name: i for i, name in enumerate(FEATURES)}
+# Question-level evidence that the collection holds an answer at all.
+ANSWERABILITY_FEATURES = (
+    "top_probability", "max_dense", "max_passage", "max_bm25", "max_coverage", "top_coverage", "top_title", "top_dense",
+)
 
 
 @dataclass
-class Candidate:
-    row: int
-    dense: float = 0.0  # cosine question-sentence
-    passage: float = 0.0  # best cosine question-passage among passages holding the sentence
-    bm25: float = 0.0  # raw BM25
-    bm25_rel: float = 0.0  # BM25 / best BM25 for this question
-    doc_boost: float = 0.0  # 1 when the sentence is in a document the conversation is about
-    score: float = 0.0
-
-    def features(self) -> np.ndarray:
-        return np.array([getattr(self, f) for f in FEATURES], dtype=np.float32)
+class Candidates:
+    rows: np.ndarray  # sentence rows
+    features: np.ndarray  # (len(rows), len(FEATURES))
+    meta: list[StoredSentence]
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 @dataclass
 class Ranker:
-    weights: dict[str, float]
+    """Two logistic regressions fitted on the SQuAD tune split (scripts/fit_ranker.py).
+
+    `score`: probability that a candidate sentence answers the question (orders the answer).
+    `answerability`: probability that the collection answers the question at all, from the best
+    candidates' evidence; below `threshold` the bot declines. Ranking features are partly
+    relative to the other candidates, so they cannot tell an unanswerable question on their own.
+    """
+
+    weights: list[float]  # one per name in FEATURES
     bias: float
-    bm25_saturation: float  # bm25 feature is b / (b + saturation)
-    threshold: float  # abstain when the best score is below this
-    floor: float  # secondary sentences below this are not shown
+    answerability_weights: list[float]  # one per name in ANSWERABILITY_FEATURES
+    answerability_bias: float
+    threshold: float  # answer only when answerability reaches this
+    floor: float  # secondary sentences with a lower sentence probability are not shown
+    features: list[str] = field(default_factory=lambda: list(FEATURES))
+    fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
 
     @classmethod
     @lru_cache(maxsize=1)
     def default(cls) -> "Ranker":
-        return cls(**json.loads((Path(__file__).with_name("ranker.json")).read_text()))
+        return cls.load(Path(__file__).with_name("ranker.json"))
 
-    def score(self, cands: list[Candidate]) -> None:
-        for c in cands:
-            z = self.bias + sum(self.weights.get(f, 0.0) * v for f, v in zip(FEATURES, self._transformed(c)))
-            c.score = float(z)
+    @classmethod
+    def load(cls, path: Path) -> "Ranker":
+        data = json.loads(path.read_text())
+        if tuple(data["features"]) != FEATURES:
+            raise ValueError(f"{path} was fitted for other features; re-run scripts/fit_ranker.py")
+        return cls(**data)
 
-    def _transformed(self, c: Candidate) -> list[float]:
-        sat = c.bm25 / (c.bm25 + self.bm25_saturation) if c.bm25 > 0 else 0.0
-        return [c.dense, c.passage, sat, c.bm25_rel, c.doc_boost]
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return _sigmoid(features @ np.asarray(self.weights, dtype=np.float32) + self.bias)
+
+    def answerability(self, features: np.ndarray, scores: np.ndarray) -> float:
+        if not len(scores):
+            return 0.0
+        x = answerability_features(features, scores)
+        return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
 
 
-def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs: set[int] | None = None) -> list[Candidate]:
-    """Union of dense and lexical neighbours of one question, with their features filled in."""
-    rows, cos = index.search_sentences(query_vec[None, :], DENSE_K)
-    by_row: dict[int, Candidate] = {}
-    for r, c in zip(rows[0], cos[0]):
-        if r >= 0:
-            by_row[int(r)] = Candidate(int(r), dense=float(c))
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
 
+
+def answerability_features(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    top = int(np.argmax(scores))
+    return np.array([
+        scores[top], X[:, _F["dense"]].max(), X[:, _F["passage"]].max(), X[:, _F["bm25"]].max(),
+        X[:, _F["coverage"]].max(), X[top, _F["coverage"]], X[top, _F["title"]], X[top, _F["dense"]],
+    ], dtype=np.float64)
+
+
+def _union(*row_lists: np.ndarray) -> np.ndarray:
+    seen: dict[int, None] = {}
+    for rows in row_lists:
+        for r in rows:
+            if r >= 0:
+                seen.setdefault(int(r), None)
+    return np.fromiter(seen, dtype=np.int64)
+
+
+def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs: set[int] | None = None) -> Candidates:
+    """Retrieve candidates for one question and compute their features."""
+    drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
     bm = index.bm25.scores(query_text)
-    if bm.size:
-        top = np.argpartition(-bm, min(LEXICAL_K, bm.size - 1))[:LEXICAL_K]
-        best = float(bm.max())
-        for r in top:
-            if bm[r] > 0:
-                by_row.setdefault(int(r), Candidate(int(r)))
-        for r, c in by_row.items():
-            c.bm25 = float(bm[r])
-            c.bm25_rel = c.bm25 / best if best > 0 else 0.0
+    k = min(LEXICAL_K, bm.size)
+    lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
+    rows = _union(drows[0], lrows[bm[lrows] > 0])
+    info = index.rows
+    n_total = len(info)
+    docs = info["doc"][rows]
 
-    missing = [r for r, c in by_row.items() if c.dense == 0.0]
-    if missing:  # lexical-only candidates still need their cosine
-        vecs = index.sentence_vectors_at(missing)
-        for r, v in zip(missing, vecs @ query_vec):
-            by_row[r].dense = float(v)
+    # Neighbours in the same document, and the passages holding each sentence.
+    prev_rows = np.where((rows > 0) & (info["doc"][np.maximum(rows - 1, 0)] == docs), rows - 1, -1)
+    next_rows = np.where((rows + 1 < n_total) & (info["doc"][np.minimum(rows + 1, n_total - 1)] == docs), rows + 1, -1)
+    need = _union(rows, prev_rows, next_rows)
+    pos = {int(r): i for i, r in enumerate(need)}
+    sims = index.sentence_vectors_at(need) @ query_vec
+    dense = sims[[pos[int(r)] for r in rows]]
+    neighbor = np.array([max(sims[pos[int(p)]] if p >= 0 else 0.0, sims[pos[int(n)]] if n >= 0 else 0.0)
+                         for p, n in zip(prev_rows, next_rows)], dtype=np.float32)
+    prow = np.stack([info["passage0"][rows], info["passage1"][rows]], axis=1)
+    uniq = _union(prow.ravel())
+    pcos = dict(zip(uniq.tolist(), (index.passage_vectors_at(uniq) @ query_vec).tolist()))
+    passage = np.array([max(pcos.get(int(a), 0.0), pcos.get(int(b), 0.0)) for a, b in prow], dtype=np.float32)
 
-    prow, pcos = index.search_passages(query_vec[None, :], PASSAGE_K)
-    spans = index.passage_sentence_rows([r for r in prow[0] if r >= 0])
-    for (first, last), c in zip(spans, pcos[0]):
-        for r in range(first, last + 1):
-            if r in by_row:
-                by_row[r].passage = max(by_row[r].passage, float(c))
+    b = bm[rows]
+    nb = np.maximum(np.where(prev_rows >= 0, bm[np.maximum(prev_rows, 0)], 0), np.where(next_rows >= 0, bm[np.maximum(next_rows, 0)], 0))
+    meta = index.sentences_at(rows)
+    boost = np.isin(docs, list(boost_docs)) if boost_docs else None
+    paragraphs = (docs.astype(np.int64) << 32) | info["paragraph"][rows].astype(np.int64)
+    X = feature_matrix(query_text, dense, passage, neighbor, b, nb, float(bm.max()) if bm.size else 0.0,
+                       docs, paragraphs, [m.text for m in meta], [m.title for m in meta], boost)
+    return Candidates(rows, X, meta)
 
-    if boost_docs:
-        for s in index.sentences_at(list(by_row)):
-            if s.doc in boost_docs:
-                by_row[s.row].doc_boost = 1.0
-    return list(by_row.values())
+
+def feature_matrix(
+    question: str,
+    dense: np.ndarray,
+    passage: np.ndarray,
+    neighbor: np.ndarray,
+    bm25: np.ndarray,
+    neighbor_bm25: np.ndarray,
+    best_bm25: float,
+    docs: np.ndarray,
+    paragraphs: np.ndarray,
+    texts: list[str],
+    titles: list[str],
+    boost: np.ndarray | None = None,
+) -> np.ndarray:
+    """The (n, len(FEATURES)) matrix for n candidate sentences of one question.
+
+    `best_bm25` is the best BM25 score over the whole collection for this question, so that the
+    relative BM25 features mean the same whether the candidates were retrieved or given.
+    """
+    rel = bm25 / best_bm25 if best_bm25 > 0 else np.zeros_like(bm25)
+    X = np.zeros((len(dense), len(FEATURES)), dtype=np.float32)
+    X[:, _F["dense"]] = dense
+    X[:, _F["passage"]] = passage
+    X[:, _F["neighbor"]] = neighbor
+    X[:, _F["bm25"]] = bm25 / (bm25 + BM25_SATURATION)
+    X[:, _F["bm25_rel"]] = rel
+    X[:, _F["neighbor_bm25"]] = neighbor_bm25 / best_bm25 if best_bm25 > 0 else 0.0
+    X[:, _F["dense_rr"]] = 1.0 / (1.0 + ranks(dense))
+    X[:, _F["bm25_rr"]] = 1.0 / (1.0 + ranks(bm25))
+    # Evidence pooled over the candidates of the same document and of the same paragraph.
+    for group, (fd, fb) in ((docs, ("doc_dense", "doc_bm25")), (paragraphs, ("para_dense", "para_bm25"))):
+        for g in set(group.tolist()):
+            same = group == g
+            X[same, _F[fd]] = dense[same].max()
+            X[same, _F[fb]] = rel[same].max()
+    q_tokens = set(tokenize([question])[0])
+    s_tokens = tokenize(texts) if texts else []
+    distinct_titles = list(dict.fromkeys(titles))
+    title_tokens = dict(zip(distinct_titles, tokenize(distinct_titles))) if titles else {}
+    qtype = question_type(question)
+    for i, (text, title, toks) in enumerate(zip(texts, titles, s_tokens)):
+        X[i, _F["coverage"]] = coverage(q_tokens, toks)
+        X[i, _F["title"]] = coverage(q_tokens, title_tokens[title])
+        X[i, _F["wants_date_has_date"] : _F["wants_name_has_new_name"] + 1] = type_match(qtype, question, text)
+        X[i, _F["length"]] = math.log1p(len(text)) / 6.0
+    X[:, _F["dense_x_bm25"]] = dense * rel
+    X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
+    if boost is not None:
+        X[:, _F["doc_boost"]] = boost
+    return X
+
+
+def passage_windows(n: int, size: int = 3, stride: int = 2) -> list[tuple[int, int]]:
+    """(first, last) of overlapping windows over n consecutive sentences, like the chunker's."""
+    out, i = [], 0
+    while i < n:
+        j = min(i + size - 1, n - 1)
+        out.append((i, j))
+        if j == n - 1:
+            break
+        i += stride
+    return out
+
+
+def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, encoder, bm25, ranker: Ranker) -> dict[str, np.ndarray]:
+    """Score a fixed list of consecutive candidate sentences (answer-sentence selection).
+
+    The features are those of `candidates`, with the list standing in for one document:
+    neighbours are the sentences before and after, passages are windows like the chunker's.
+    `rows` are the texts' rows in `bm25`. Returns the shipped scores beside plain BM25 and dense.
+    """
+    qv = encoder.encode([question])[0]
+    dense = encoder.encode(texts) @ qv
+    n = len(texts)
+    windows = passage_windows(n)
+    pcos = encoder.encode([" ".join(texts[a : b + 1]) for a, b in windows]) @ qv
+    passage = np.zeros(n, dtype=np.float32)
+    for (a, b), c in zip(windows, pcos):
+        passage[a : b + 1] = np.maximum(passage[a : b + 1], c)
+    pad = lambda v: np.concatenate([[0.0], v, [0.0]]).astype(np.float32)  # noqa: E731
+    d, all_bm = pad(dense), bm25.scores(question)
+    bm = all_bm[rows]
+    b = pad(bm)
+    neighbor = np.maximum(d[:-2], d[2:])
+    neighbor_bm = np.maximum(b[:-2], b[2:])
+    one = np.zeros(n, dtype=np.int64)  # the candidates stand for one paragraph of one document
+    X = feature_matrix(question, dense, passage, neighbor, bm, neighbor_bm, float(all_bm.max()) if all_bm.size else 0.0,
+                       one, one, texts, [title] * n)
+    return {"shipped": ranker.score(X), "bm25": bm, "dense": dense}

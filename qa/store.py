@@ -34,7 +34,7 @@ def current_generation(root: Path) -> Path | None:
     if not pointer.exists():
         return None
     try:
-        name = pointer.read_text().strip()
+        name = pointer.read_text(errors="replace").strip()  # garbage is reported as corrupt below
     except OSError as e:
         raise IndexUnusable(f"cannot read index at {root} ({e.strerror}); rebuild it with `qa index --rebuild`")
     if not _GEN.match(name) or not (root / name).is_dir():

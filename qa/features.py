@@ -1,0 +1,59 @@
+"""Cheap, explainable features of a (question, sentence) pair, beyond the two retrieval scores.
+
+Question-type cues: a "when" question wants a sentence holding a date, "how many" a number,
+"who"/"where" a name the question does not already contain.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b")
+_MONTH = re.compile(r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\b|\bcentur(y|ies)\b|\b(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b")
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b", re.I)
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+
+
+def question_type(q: str) -> str:
+    ql = q.lower()
+    if re.search(r"\bhow (many|much|long|old|far|large|big|tall|high)\b|\bwhat (percentage|number|amount)\b", ql):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|century|decade|time)\b|\bwhich (year|century)\b", ql):
+        return "date"
+    if re.search(r"\bwho(m|se)?\b", ql):
+        return "person"
+    if re.search(r"\bwhere\b", ql):
+        return "place"
+    return "other"
+
+
+QTYPE_FEATURES = ("wants_date_has_date", "wants_number_has_number", "wants_name_has_new_name")
+
+
+def type_match(qtype: str, question: str, sentence: str) -> tuple[float, float, float]:
+    has_date = bool(_YEAR.search(sentence) or _MONTH.search(sentence))
+    has_number = bool(_NUMBER.search(sentence))
+    q_words = set(re.findall(r"[A-Za-z]+", question.lower()))
+    new_name = any(m.group(0).lower() not in q_words for m in _CAPITALISED.finditer(sentence))
+    return (
+        float(qtype == "date" and has_date),
+        float(qtype == "number" and has_number),
+        float(qtype in ("person", "place") and new_name),
+    )
+
+
+def coverage(question_tokens: set[str], sentence_tokens: list[str]) -> float:
+    """Share of the question's content words (stemmed) that the sentence contains."""
+    if not question_tokens:
+        return 0.0
+    return len(question_tokens & set(sentence_tokens)) / len(question_tokens)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """0-based rank of each value, highest first."""
+    order = np.argsort(-values, kind="stable")
+    out = np.empty(len(values), dtype=np.float32)
+    out[order] = np.arange(len(values), dtype=np.float32)
+    return out

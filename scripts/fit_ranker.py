@@ -1,0 +1,174 @@
+"""Fit qa/ranker.json on the SQuAD v1.1 *tune* split (even articles, data[0::2]) only.
+
+Deterministic: same data, same code, same weights. The held-out split (odd articles) is never
+read here. Steps:
+1. index the 24 tune articles with the normal `build`, retrieve candidates for every question
+   with the normal `candidates`, label a candidate positive when it overlaps a gold answer span;
+2. 2-fold cross-validation by article inside the tune split (even/odd tune articles) to report an
+   honest tune estimate of R@1;
+3. fit a logistic regression on all tune questions -> weights;
+4. answerability: index only tune-half A, ask A's questions (own, answerable) and tune-half B's
+   (foreign: about articles not indexed), fit a logistic regression own-vs-foreign on
+   question-level evidence, and take the highest threshold that still answers 97.5 % of own
+   questions (also reported under 2-fold cross-validation).
+
+    python scripts/fit_ranker.py [--squad FILE] [--work DIR] [--out qa/ranker.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa.build import build  # noqa: E402
+from qa.eval import load_json, write_articles  # noqa: E402
+from qa.index import Index  # noqa: E402
+from qa.eval import auroc  # noqa: E402
+from qa.retrieve import ANSWERABILITY_FEATURES, FEATURES, answerability_features, candidates  # noqa: E402
+
+OWN_ANSWERED = 0.975  # share of own questions the threshold must still answer
+FLOOR = 0.01  # secondary sentences below this probability are not shown (the first always is)
+
+
+def collect(index: Index, questions, cache: Path | None = None):
+    """Per question: (features, labels) of its candidates (cached beside the index)."""
+    if cache and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        if tuple(data["features"]) == FEATURES:
+            return [(data[f"x{i}"], data[f"y{i}"]) for i in range(int(data["n"]))]
+    out = []
+    for lo in range(0, len(questions), 256):
+        batch = questions[lo : lo + 256]
+        vecs = index.encoder.encode([q.text for q in batch])
+        for q, v in zip(batch, vecs):
+            c = candidates(index, v, q.text)
+            y = np.array([m.source == q.source and any(m.start < ge and gs < m.end for gs, ge in q.spans) for m in c.meta])
+            out.append((c.features, y))
+        print(f"  {min(lo + 256, len(questions))}/{len(questions)}", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+    if cache:
+        arrays = {f"x{i}": x for i, (x, _) in enumerate(out)} | {f"y{i}": y for i, (_, y) in enumerate(out)}
+        np.savez(cache, n=len(out), features=np.array(FEATURES), **arrays)
+    return out
+
+
+def fit(groups):
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.vstack([g[0] for g in groups])
+    y = np.concatenate([g[1] for g in groups])
+    model = LogisticRegression(C=1.0, max_iter=5000)
+    model.fit(X, y)
+    return model.coef_[0].astype(float), float(model.intercept_[0])
+
+
+def recall_at_1(groups, w, b) -> float:
+    hits = 0
+    for X, y in groups:
+        if len(y):
+            hits += bool(y[int(np.argmax(X @ w + b))])
+    return hits / len(groups)
+
+
+def answerability_matrix(groups, w, b) -> np.ndarray:
+    rows = []
+    for X, _ in groups:
+        rows.append(answerability_features(X, 1 / (1 + np.exp(-(X @ w + b)))) if len(X) else np.zeros(len(ANSWERABILITY_FEATURES)))
+    return np.array(rows)
+
+
+def fit_answerability(own: np.ndarray, foreign: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=5000)
+    model.fit(np.vstack([own, foreign]), np.r_[np.ones(len(own)), np.zeros(len(foreign))])
+    return model.coef_[0].astype(float), float(model.intercept_[0])
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def indexed(work: Path, name: str, articles) -> tuple[Index, list]:
+    questions = [q for q in write_articles(articles, work / name / "articles") if q.spans]
+    if not (work / name / "index" / "CURRENT").exists():
+        t = time.time()
+        build(work / name / "index", [work / name / "articles"])
+        print(f"indexed {name} in {time.time() - t:.0f} s", file=sys.stderr)
+    return Index.open(work / name / "index"), questions
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--squad", type=Path, default=ROOT.parent / "shared/data/squad/dev-v1.1.json.gz")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"))
+    ap.add_argument("--out", type=Path, default=ROOT / "qa/ranker.json")
+    args = ap.parse_args()
+
+    tune = load_json(args.squad)["data"][0::2]  # the tune split; never the odd (held-out) articles
+    index, questions = indexed(args.work, "tune", tune)
+    groups = collect(index, questions, args.work / "tune" / "features.npz")
+    half_a = {q.source for q in questions if int(Path(q.source).name[:3]) % 2 == 0}
+    in_a = np.array([q.source in half_a for q in questions])
+    ga = [g for g, a in zip(groups, in_a) if a]
+    gb = [g for g, a in zip(groups, in_a) if not a]
+
+    wa, ba = fit(ga)
+    wb, bb = fit(gb)
+    cv = (recall_at_1(gb, wa, ba) * len(gb) + recall_at_1(ga, wb, bb) * len(ga)) / len(groups)
+    w, b = fit(groups)
+    print(f"tune R@1: fitted on all {recall_at_1(groups, w, b):.4f}, 2-fold CV by article {cv:.4f}", file=sys.stderr)
+
+    # Abstention: own vs foreign questions on an index of tune-half A only.
+    index_a, own = indexed(args.work, "tune_a", tune[0::2])
+    foreign = [q for q in write_articles(tune[1::2], args.work / "tune_b" / "articles") if q.spans]
+    own_x = answerability_matrix(collect(index_a, own, args.work / "tune_a" / "own.npz"), w, b)
+    foreign_x = answerability_matrix(collect(index_a, foreign, args.work / "tune_a" / "foreign.npz"), w, b)
+    # 2-fold cross-validation (alternate questions) for an honest estimate, then fit on all.
+    cv_own, cv_foreign = np.zeros(len(own_x)), np.zeros(len(foreign_x))
+    for k in (0, 1):
+        to, tf = np.arange(len(own_x)) % 2 != k, np.arange(len(foreign_x)) % 2 != k
+        aw, ab = fit_answerability(own_x[to], foreign_x[tf])
+        cv_own[~to], cv_foreign[~tf] = sigmoid(own_x[~to] @ aw + ab), sigmoid(foreign_x[~tf] @ aw + ab)
+    cv_t = np.quantile(cv_own, 1 - OWN_ANSWERED)
+    cv_declined = float((cv_foreign < cv_t).mean())
+    aw, ab = fit_answerability(own_x, foreign_x)
+    own_p, foreign_p = sigmoid(own_x @ aw + ab), sigmoid(foreign_x @ aw + ab)
+    threshold = float(np.quantile(own_p, 1 - OWN_ANSWERED))
+    declined = float((foreign_p < threshold).mean())
+    print(f"answerability AUROC own vs foreign (CV) {auroc(list(cv_own), list(cv_foreign)):.4f}; "
+          f"CV foreign declined at 97.5% own answered {cv_declined:.4f}", file=sys.stderr)
+    print(f"threshold {threshold:.4f}: own answered {(own_p >= threshold).mean():.4f}, foreign declined {declined:.4f}", file=sys.stderr)
+
+    ranker = {
+        "features": list(FEATURES),
+        "weights": [round(x, 6) for x in w],
+        "bias": round(b, 6),
+        "answerability_weights": [round(x, 6) for x in aw],
+        "answerability_bias": round(ab, 6),
+        "threshold": round(threshold, 6),
+        "floor": FLOOR,
+        "fitted": {
+            "data": "SQuAD v1.1 dev, tune split (data[0::2]), answerable questions",
+            "questions": len(groups),
+            "tune_r1_cv": round(cv, 4),
+            "threshold_rule": f"answers {OWN_ANSWERED:.1%} of own questions (index of tune half A)",
+            "foreign_declined_at_threshold": round(declined, 4),
+            "foreign_declined_cv": round(cv_declined, 4),
+            "script": "scripts/fit_ranker.py",
+        },
+    }
+    args.out.write_text(json.dumps(ranker, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
