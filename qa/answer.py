@@ -78,6 +78,11 @@ class Bot:
     """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
 
     def __init__(self, index: Index, ranker: Ranker | None = None) -> None:
+        import faiss
+
+        # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
+        # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
+        faiss.omp_set_num_threads(1)
         self.index = index
         self.ranker = ranker or Ranker.default()
 

@@ -43,6 +43,7 @@ class IndexReport:
     unchanged: int = 0
     sentences: int = 0
     embedded: int = 0  # texts run through the model in this update
+    embed_seconds: float = 0.0  # time spent in the model (the rest is reading, chunking, writing)
     warnings: list[str] = field(default_factory=list)
     generation: str | None = None  # None when nothing changed and nothing was written
     seconds: float = 0.0
@@ -194,7 +195,9 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
     texts = [s.text for _, _, ss, _ in chunks for s in ss] + [p.text for _, _, _, ps in chunks for p in ps]
     distinct = list(dict.fromkeys(texts))  # embed each distinct text once
     tick = progress.task("Embedding", len(distinct))
+    t0 = time.perf_counter()
     vectors = encoder.encode(distinct, progress=tick)
+    report.embed_seconds = time.perf_counter() - t0
     report.embedded = len(distinct)
     vector_of = {t: i for i, t in enumerate(distinct)}
 
@@ -247,24 +250,25 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
 
         import faiss
 
+        from .ann import build_ann, index_type
+
         for name, matrix, ids in (("sentences", sent_matrix, sent_ids), ("passages", pass_matrix, pass_ids)):
-            index = faiss.IndexFlatIP(encoder.dim)
-            index.add(matrix)
-            faiss.write_index(index, str(tmp / f"{name}.faiss"))
+            faiss.write_index(build_ann(matrix), str(tmp / f"{name}.faiss"))
             np.save(tmp / f"{name}.ids.npy", ids)
 
         from .lexical import Bm25
 
         (tmp / "bm25").mkdir()
-        Bm25.build(texts_by_row).save(tmp / "bm25")
+        Bm25.build(texts_by_row, tmp / "bm25")
 
         manifest = {
             "format": FORMAT_VERSION,
-            "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": encoder.dim},
+            "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": encoder.dim,
+                      "onnx_file": encoder.spec.onnx_file},
             "roots": [str(r) for r in roots],
             "counts": {"documents": report.documents, "sentences": len(sent_ids), "passages": len(pass_ids)},
             "next_ids": counters,
-            "index_type": "flat",
+            "index_type": index_type(len(sent_ids)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))

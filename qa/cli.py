@@ -207,6 +207,26 @@ def _click_exceptions() -> tuple[type[Exception], type[Exception]]:
     return ClickException, Abort
 
 
+@app.command()
+def bench(
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Folder of articles [default: the SQuAD v1.1 dev articles from ../shared]"),
+    squad: Optional[Path] = typer.Option(None, "--squad", help="SQuAD file for the default corpus and questions"),
+    work: Path = typer.Option(Path("/tmp/qa-bench"), "--work", help="Scratch folder (index, articles)"),
+    scale: int = typer.Option(0, "--scale", help="Also build and measure an approximate index of this many vectors (e.g. 1000000)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the figures into this markdown file (e.g. BENCHMARKS.md)"),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON"),
+) -> None:
+    """Measure speed and memory on a real corpus (cold and warm questions, indexing, scale)."""
+    from . import bench as b
+    from .render import json_line
+
+    result = b.run(work, corpus, squad or b.DEFAULT_SQUAD, scale=scale, log=lambda m: print(f"qa: {m}", file=sys.stderr))
+    section = b.markdown(result, "qa " + " ".join(sys.argv[1:]))
+    if out:
+        b.write_markdown(out, section)
+    print(json_line(result) if json_out else section)
+
+
 def main() -> None:
     click_exception, abort = _click_exceptions()
 

@@ -269,6 +269,8 @@ def run_selqa(path: Path, scratch: Path | None = None, baselines: bool = True, p
 
 
 def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:
+    import tempfile
+
     systems: dict[str, list[list[int]]] = {"qa (shipped)": []}
     if baselines:
         systems.update({"BM25 over sentences": [], "dense over sentences": []})
@@ -277,7 +279,9 @@ def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:
     from .lexical import Bm25
 
     all_cands = [c for item in raw for c in item["candidates"] if c.strip()]
-    bm25 = Bm25.build(all_cands)  # one collection: IDF from every candidate in the file
+    bm25_dir = tempfile.TemporaryDirectory(prefix="qa-selqa-bm25-")  # one collection: IDF from every candidate
+    Bm25.build(all_cands, Path(bm25_dir.name))
+    bm25 = Bm25.load(Path(bm25_dir.name))
     offset = 0
     for item in raw:
         cands = [c for c in item["candidates"]]
@@ -293,6 +297,7 @@ def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:
             systems["dense over sentences"].append(_gold_ranks(scores["dense"], gold))
         tick(1)
     seconds = time.perf_counter() - t0
+    bm25_dir.cleanup()
     return {"file": str(path), "questions": len(raw), "seconds": round(seconds, 1),
             "systems": [{"system": name, **_map_mrr_p1(ranks)} for name, ranks in systems.items()]}
 

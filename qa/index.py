@@ -40,6 +40,7 @@ CREATE TABLE passages (
     first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     row INTEGER NOT NULL);
 CREATE INDEX sentences_doc ON sentences (doc);
+CREATE INDEX sentences_row ON sentences (row);
 CREATE INDEX passages_doc ON passages (doc);
 """
 
@@ -132,9 +133,9 @@ class Index:
 
     def _faiss(self, name: str):
         def load():
-            import faiss
+            from .ann import load_ann
 
-            index = faiss.read_index(str(self.folder / f"{name}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+            index = load_ann(self.folder / f"{name}.faiss")
             ids = np.load(self.folder / f"{name}.ids.npy", mmap_mode="r")
             if index.ntotal != len(ids):
                 raise ValueError(f"{index.ntotal} vectors but {len(ids)} ids")
@@ -230,4 +231,6 @@ def _reconstruct(index, rows) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         return np.zeros((0, index.d), np.float32)
+    if hasattr(index, "make_direct_map") and index.direct_map.type == 0:  # IVF: row -> list position, once
+        index.make_direct_map()
     return index.reconstruct_batch(rows)

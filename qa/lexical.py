@@ -1,12 +1,28 @@
-"""BM25 over sentences (bm25s, English stopwords, Snowball stemming)."""
+"""BM25 over sentences: bm25s builds the index; queries read it with numpy alone.
+
+bm25s precomputes every (term, sentence) score into a sparse CSC matrix, so a query is a sum of
+a few column slices. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
+scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
+Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
+stopwords, Snowball-stemmed. The same function tokenizes sentences and questions.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+# bm25s.stopwords.STOPWORDS_EN (MIT), copied so that queries need not import bm25s.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split()
+)
 
 
 @lru_cache(maxsize=1)
@@ -17,38 +33,39 @@ def _stemmer():
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
-
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+    stem = _stemmer().stemWords
+    return [stem([w for w in _WORD.findall(t.lower()) if w not in STOPWORDS]) for t in texts]
 
 
 class Bm25:
-    def __init__(self, model) -> None:
-        self.model = model
+    """Scores of every sentence row for a query, from a bm25s index saved on disk."""
 
-    @classmethod
-    def build(cls, texts: Sequence[str]) -> "Bm25":
+    def __init__(self, vocab: dict[str, int], data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, num_docs: int) -> None:
+        self.vocab = vocab
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.num_docs = num_docs
+
+    @staticmethod
+    def build(texts: Sequence[str], folder: Path) -> None:
         import bm25s
 
-        model = bm25s.BM25()
+        model = bm25s.BM25()  # Lucene variant, k1=1.5, b=0.75
         model.index(tokenize(texts), show_progress=False)
-        return cls(model)
-
-    def save(self, folder: Path) -> None:
-        self.model.save(str(folder))
+        model.save(str(folder))
 
     @classmethod
     def load(cls, folder: Path) -> "Bm25":
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(folder), mmap=True))
+        params = json.loads((folder / "params.index.json").read_text())
+        vocab = json.loads((folder / "vocab.index.json").read_text())
+        arrays = [np.load(folder / f"{name}.csc.index.npy", mmap_mode="r") for name in ("data", "indices", "indptr")]
+        return cls(vocab, *arrays, num_docs=int(params["num_docs"]))
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every sentence row for the query (zeros when no term matches)."""
-        tokens = tokenize([query])[0]
-        vocab = self.model.vocab_dict
-        known = [t for t in tokens if t in vocab]
-        n = self.model.scores["num_docs"]
-        if not known:
-            return np.zeros(n, dtype=np.float32)
-        return self.model.get_scores(known)
+        """BM25 score of every sentence row (zeros when no term matches)."""
+        out = np.zeros(self.num_docs, dtype=np.float32)
+        for token in tokenize([query])[0]:
+            t = self.vocab.get(token)
+            if t is not None:
+                lo, hi = self.indptr[t], self.indptr[t + 1]
+                out[self.indices[lo:hi]] += self.data[lo:hi]  # a sentence appears once per column
+        return out

@@ -110,18 +110,25 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         print(json_line({"command": "sources", "paragraphs": []})) if json_out else con.print(msg, style="dim")
         return
     index = conv.bot.index
-    paragraphs = []
+    paragraphs: dict[tuple[int, int], dict] = {}  # one entry per cited paragraph, however many citations
     for i, s in enumerate(last.sentences, 1):
         c = s.citation
-        start, end, text = index.paragraph_text(c.doc, c.paragraph)
-        paragraphs.append({"marker": i, "source": c.source, "title": c.title, "paragraph": c.paragraph,
-                           "start": start, "end": end, "text": text, "cited": [c.start - start, c.end - start]})
+        p = paragraphs.get((c.doc, c.paragraph))
+        if p is None:
+            start, end, text = index.paragraph_text(c.doc, c.paragraph)
+            p = paragraphs[(c.doc, c.paragraph)] = {"markers": [], "source": c.source, "title": c.title, "paragraph": c.paragraph,
+                                                    "start": start, "end": end, "text": text, "cited": []}
+        p["markers"].append(i)
+        p["cited"].append([c.start - p["start"], c.end - p["start"]])
+    paragraphs = list(paragraphs.values())
     if json_out:
         print(json_line({"command": "sources", "paragraphs": paragraphs}))
         return
     for p in paragraphs:
-        con.print(Text(f"[{p['marker']}] {p['title']} — {p['source']}, paragraph {p['paragraph']}", style="bold"))
+        markers = "".join(f"[{m}]" for m in p["markers"])
+        con.print(Text(f"{markers} {p['title']} — {p['source']}, paragraph {p['paragraph']}", style="bold"))
         body = Text(p["text"])
-        body.stylize("underline", *p["cited"])
+        for start, end in p["cited"]:
+            body.stylize("underline", start, end)
         con.print(body)
         con.print()

@@ -1,0 +1,60 @@
+"""Shipped fine-tuned weights: the top 2 encoder layers of all-MiniLM-L6-v2, tuned on SQuAD tune-split
+question -> answer-sentence pairs (see scripts/finetune.py for data, recipe and figures).
+
+Only layers 4 and 5 are shipped (float16, names as in the transformer's state_dict);
+`materialise` rebuilds a complete sentence-transformers folder from the bundled base model.
+Uses numpy + safetensors only (no torch import).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+TOP2 = Path(__file__).resolve().parent / "minilm-squad-top2.safetensors"
+
+
+def materialise(out_dir: Path) -> Path:
+    """Write the bundled model with the shipped layers into out_dir; return out_dir.
+
+    Copies the bundled model folder into out_dir (unless it is already there), replaces the shipped
+    tensors in its model.safetensors (cast to float32) and saves it atomically, so that
+    `SentenceTransformer(str(out_dir))` loads the fine-tuned model. Idempotent.
+    Raises ValueError if the bundled base model is not the one the weights were trained on.
+    """
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from ..config import bundled_model_path
+
+    out_dir = Path(out_dir)
+    base = Path(bundled_model_path())
+    with safe_open(str(TOP2), framework="numpy") as f:
+        meta = f.metadata() or {}
+        shipped = {k: f.get_tensor(k) for k in f.keys()}
+    want = meta.get("base_sha256")
+    if want and hashlib.sha256((base / "model.safetensors").read_bytes()).hexdigest() != want:
+        raise ValueError(f"{TOP2.name} was trained on another base model than {base}")
+
+    if not (out_dir / "modules.json").is_file() or not (out_dir / "model.safetensors").is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(base, out_dir, dirs_exist_ok=True)
+
+    target = out_dir / "model.safetensors"
+    with safe_open(str(target), framework="numpy") as f:
+        file_meta = f.metadata() or {"format": "pt"}
+    tensors = load_file(str(target))
+    for name, value in shipped.items():
+        if name not in tensors:
+            raise ValueError(f"{name} is not a tensor of the base model")
+        if tensors[name].shape != value.shape:
+            raise ValueError(f"{name}: shape {value.shape} != base {tensors[name].shape}")
+        tensors[name] = value.astype(np.float32)
+    # write a new file and rename over the old one: never write through a (hard-)linked original
+    tmp = target.with_name(target.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=file_meta)
+    os.replace(tmp, target)
+    return out_dir

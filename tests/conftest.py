@@ -1,0 +1,184 @@
+"""Shared fixtures: one real index of the seeds, built once per session through the CLI.
+
+The first build exports the model to ONNX (~15 s). Every other index in the suite starts from a
+copy of that export (`models/`), which `ensure_exported` reuses, so later builds take ~1 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CORPUS_FIXTURES = FIXTURES / "corpus"
+SEED = "seeds/000_a965798dc9f0230f.txt"
+
+# Articles in tests/fixtures/corpus that parse cleanly (the others are there to be skipped).
+CLEAN_ARTICLES = ["fed_rates.txt", "harbor_port.txt", "solar_farm.md"]
+
+
+def qa_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell, minus anything that would point qa elsewhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env.update(extra)
+    return env
+
+
+def run_qa(*args: str, cwd: Path = REPO, stdin: str | None = None, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -m qa ARGS` the way a user would, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "qa", *args],
+        cwd=cwd,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        env=qa_env(**env),
+    )
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, exit_code: int = 1) -> str:
+    """A user-facing failure: the given exit code, no traceback, exactly one `qa: error:` line
+    (and it is the last line). Returns that line."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == exit_code, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("qa: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    # Anything before it is a progress note or a warning, never part of the error.
+    assert all(line.startswith(("qa: indexing", "qa: warning:")) for line in lines[:-1]), proc.stderr
+    return errors[0]
+
+
+def tree_bytes(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under root (symlinks by target name)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            out[rel] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def seed_models(src_index: Path, dst_index: Path) -> None:
+    """Give a fresh index folder the model export of another, so building it skips the export.
+
+    The export is never written to after it is made, so hard links are safe and cost nothing.
+    """
+    dst_index.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src_index / "models", dst_index / "models", copy_function=link_or_copy)
+
+
+def clone_index(src_index: Path, dst_index: Path) -> Path:
+    """A private copy of a whole index: generations copied byte for byte, the export linked."""
+    seed_models(src_index, dst_index)
+    for p in src_index.iterdir():
+        if p.name == "models":
+            continue
+        if p.is_dir():
+            shutil.copytree(p, dst_index / p.name)
+        else:
+            shutil.copy2(p, dst_index / p.name)
+    return dst_index
+
+
+@dataclass
+class BuiltIndex:
+    path: Path
+    report: dict  # `qa index --json` output
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def seed_build(tmp_path_factory) -> BuiltIndex:
+    """`qa index seeds` run from the repository root: the one full build with a model export."""
+    idx = tmp_path_factory.mktemp("seed") / "index"
+    proc = run_qa("index", "seeds", "--index", str(idx), "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return BuiltIndex(idx, json.loads(proc.stdout), proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_build) -> Path:
+    """The seeds index. Read-only: tests that change an index use `clone_index` first."""
+    return seed_build.path
+
+
+@pytest.fixture(scope="session")
+def model_export(seed_index) -> Path:
+    (folder,) = (seed_index / "models").iterdir()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def encoder(model_export):
+    from qa.embed import OnnxEncoder
+
+    return OnnxEncoder(model_export, threads=1)
+
+
+@pytest.fixture
+def new_index(tmp_path, seed_index):
+    """Factory: an empty index folder that already holds the model export."""
+    def make(name: str = "index") -> Path:
+        idx = tmp_path / name
+        seed_models(seed_index, idx)
+        return idx
+
+    return make
+
+
+@pytest.fixture
+def seed_copy(tmp_path, seed_index) -> Path:
+    """A private, writable copy of the seeds index."""
+    return clone_index(seed_index, tmp_path / "seed-copy")
+
+
+@dataclass
+class FixtureCorpus:
+    root: Path  # the folder holding `corpus/` and `index/`; commands run from here
+    corpus: Path
+    index: Path
+    proc: subprocess.CompletedProcess  # the `qa index corpus --json` run
+
+
+@pytest.fixture(scope="session")
+def fixture_corpus(tmp_path_factory, seed_index) -> FixtureCorpus:
+    """tests/fixtures/corpus plus two things git cannot hold (a dangling link, a folder named
+    like an article), indexed with `qa index corpus` from its parent folder."""
+    root = tmp_path_factory.mktemp("fixture-corpus")
+    corpus = root / "corpus"
+    shutil.copytree(CORPUS_FIXTURES, corpus)
+    (corpus / "deleted_story.txt").symlink_to("no-such-file.txt")
+    (corpus / "drafts.txt").mkdir()
+    idx = root / "index"
+    seed_models(seed_index, idx)
+    proc = run_qa("index", "corpus", "--index", "index", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return FixtureCorpus(root, corpus, idx, proc)

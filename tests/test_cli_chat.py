@@ -1,0 +1,114 @@
+"""`qa chat` with piped stdin: follow-ups, :sources, :more, :reset, :help, :quit."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO, SEED, json_lines, run_qa
+
+SEED_TEXT = (REPO / SEED).read_bytes().decode("utf-8-sig")
+SEED_TITLE = SEED_TEXT.splitlines()[0]
+SESSION = [
+    "Where were the talks held earlier this month?",
+    "Who led them?",
+    ":sources",
+    ":more",
+    ":reset",
+    ":help",
+    ":quit",
+]
+
+
+def chat(seed_index, lines: list[str], *args: str):
+    proc = run_qa("chat", "--index", str(seed_index), *args, stdin="\n".join(lines) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def test_chat_json_session(seed_index):
+    lines = SESSION[:5] + [":sources", "Who led them?", ":bogus", ":help", ":quit", "What did London agree?"]
+    out = json_lines(chat(seed_index, lines, "--json").stdout)
+    assert len(out) == 9, out  # one object per question or command; nothing after :quit
+    first, follow, sources, more, reset, sources_after_reset, cold, bogus, help_ = out
+
+    assert first["question"] == SESSION[0] and first["answered"]
+    assert "London" in " ".join(s["text"] for s in first["sentences"])
+
+    # The follow-up is read in the light of the first question: it names the delegation leaders.
+    assert follow["question"] == "Who led them?" and follow["answered"]
+    assert "Scott Bessent" in " ".join(s["text"] for s in follow["sentences"])
+
+    # :sources gives the whole paragraph of each cited sentence (once per paragraph), with every
+    # cited sentence marked in it.
+    assert sources["command"] == "sources"
+    assert sorted(m for p in sources["paragraphs"] for m in p["markers"]) == list(range(1, len(follow["sentences"]) + 1))
+    assert len({(p["source"], p["paragraph"]) for p in sources["paragraphs"]}) == len(sources["paragraphs"])
+    for p in sources["paragraphs"]:
+        assert p["source"] == SEED and SEED_TEXT[p["start"] : p["end"]] == p["text"]
+        assert len(p["markers"]) == len(p["cited"])
+        for marker, (a, b) in zip(p["markers"], p["cited"]):
+            s = follow["sentences"][marker - 1]
+            assert p["paragraph"] == s["paragraph"] and p["text"][a:b] == s["text"]
+
+    # :more continues the same question with sentences not shown yet.
+    assert more["command"] == "more" and more["question"] == "Who led them?"
+    shown = {s["text"] for s in follow["sentences"]}
+    assert more["sentences"] and not shown & {s["text"] for s in more["sentences"]}
+    for s in more["sentences"]:
+        assert SEED_TEXT[s["start"] : s["end"]] == s["text"]
+
+    # :reset forgets: no sources, and the same follow-up without its context is not understood.
+    assert reset == {"command": "reset"}
+    assert sources_after_reset == {"command": "sources", "paragraphs": []}
+    assert cold["question"] == "Who led them?" and cold["answered"] is False
+
+    assert bogus["command"] == ":bogus" and "unknown command" in bogus["error"]
+    assert help_["command"] == "help" and ":sources" in help_["text"] and ":quit" in help_["text"]
+
+
+def markers(text: str) -> list[int]:
+    """Markers of answer-sentence lines ("... sentence. [2]")."""
+    return [int(m) for m in re.findall(r" \[(\d+)\]$", text, flags=re.M)]
+
+
+def test_chat_plain_text_session(seed_index):
+    proc = chat(seed_index, SESSION + ["What is the capital of France?"])
+    out = proc.stdout
+    assert "\x1b[" not in out  # piped: no colour codes
+    # Each answer (two questions, then :more) ends with a Sources list.
+    blocks = out.split("\nSources\n")
+    assert len(blocks) == 4, out
+    first_answer = blocks[0]
+    _, follow_up = blocks[1].split("\n\n", 1)  # answer 1's source lines, then answer 2
+    assert "London" in first_answer
+    assert "Scott Bessent" in follow_up
+    shown = markers(follow_up)
+    assert shown == list(range(1, len(shown) + 1))
+
+    # :sources: a header per cited paragraph (with the markers cited in it), then the paragraph
+    sources_and_more = blocks[2]
+    paragraph_4 = SEED_TEXT.splitlines()[6]
+    assert paragraph_4.startswith("Earlier this month") and "Scott Bessent" in paragraph_4
+    header = rf"^\[1\](\[\d+\])* {re.escape(SEED_TITLE)} — {re.escape(SEED)}, paragraph 4\n"
+    assert len(re.findall(header + re.escape(paragraph_4) + r"\n", sources_and_more, flags=re.M)) == 1
+    # :more numbers on from where the answer stopped
+    more = markers(sources_and_more)
+    assert more and more[0] == len(shown) + 1
+    assert more == list(range(more[0], more[0] + len(more)))
+
+    tail = blocks[3]
+    assert tail.index("Conversation cleared.") < tail.index(":sources   full cited paragraphs")
+    assert "No answer in the indexed articles." not in out  # nothing after :quit was asked
+
+
+def test_chat_reports_empty_question_and_goes_on(seed_index):
+    proc = chat(seed_index, ["\x00\x07", "Who led the trade delegations in London?"], "--json")
+    out = json_lines(proc.stdout)
+    assert len(out) == 1 and out[0]["answered"]
+    assert "qa: error: the question is empty" in proc.stderr
+
+
+def test_chat_ends_at_end_of_input(seed_index):
+    proc = chat(seed_index, ["Who led the trade delegations in London?"], "--json")  # no :quit
+    assert len(json_lines(proc.stdout)) == 1
