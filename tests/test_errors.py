@@ -128,7 +128,12 @@ def _live(root: Path) -> Path:
 
 def _export_file(name: str):
     def damage(root: Path) -> None:
-        (f,) = (root / "models").glob(f"*/{name}")
+        if name == "model file":  # the ONNX file the encoder runs (encoder.json names it)
+            (spec,) = (root / "models").glob("*/encoder.json")
+            name_ = json.loads(spec.read_text())["onnx_file"]
+        else:
+            name_ = name
+        (f,) = (root / "models").glob(f"*/{name_}")
         f.unlink()  # the export may be hard-linked to the session index: never write through it
         f.write_bytes(GARBAGE)
 
@@ -145,7 +150,7 @@ DAMAGE = {
     "sentence ids garbage": lambda root: _garble(_live(root) / "sentences.ids.npy"),
     "manifest garbage": lambda root: _garble(_live(root) / "manifest.json"),
     "bm25 vocabulary garbage": lambda root: _garble(_live(root) / "bm25" / "vocab.index.json"),
-    "model.onnx garbage": _export_file("model.onnx"),
+    "model file garbage": _export_file("model file"),
     "tokenizer garbage": _export_file("tokenizer.json"),
     "CURRENT points nowhere": _current_nowhere,
     "CURRENT garbage": _current_garbage,
@@ -163,7 +168,7 @@ def test_damaged_index_raises_index_unusable(damage, seed_copy):
 
 
 @pytest.mark.parametrize(
-    "damage", ["meta.sqlite garbage", "sentences.faiss truncated", "model.onnx garbage", "tokenizer garbage", "CURRENT garbage"]
+    "damage", ["meta.sqlite garbage", "sentences.faiss truncated", "model file garbage", "tokenizer garbage", "CURRENT garbage"]
 )
 def test_damaged_index_is_one_line_on_the_command_line(damage, seed_copy):
     DAMAGE[damage](seed_copy)
@@ -173,7 +178,7 @@ def test_damaged_index_is_one_line_on_the_command_line(damage, seed_copy):
     assert tree_bytes(seed_copy) == before  # a reader never "repairs" anything
 
 
-@pytest.mark.parametrize("damage", ["meta.sqlite garbage", "manifest garbage", "CURRENT points nowhere", "model.onnx garbage"])
+@pytest.mark.parametrize("damage", ["meta.sqlite garbage", "manifest garbage", "CURRENT points nowhere", "model file garbage"])
 def test_damaged_index_refuses_an_update(damage, seed_copy, tmp_path):
     shutil.copytree(REPO / "seeds", tmp_path / "seeds")  # so that an update would have work to do
     (tmp_path / "seeds" / "extra.txt").write_text("Extra Story\n\nA new article arrived on Monday.\n")
@@ -206,7 +211,7 @@ def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, monkey
             shutil.copyfile(f, out_dir / f.name)
         return qa.embed.EncoderSpec.load(out_dir)
 
-    DAMAGE["model.onnx garbage"](seed_copy)
+    DAMAGE["model file garbage"](seed_copy)
     monkeypatch.setattr(qa.embed, "export", replay_export)
     monkeypatch.chdir(REPO)
     report = build(seed_copy, rebuild=True)
