@@ -155,22 +155,33 @@ def _html_document(source: str, html: str) -> Document | None:
 
 
 def _json_documents(source: str, text: str, jsonl: bool, warn: Warn) -> list[Document]:
+    """Records of a .json file (one object or a list) or a .jsonl file (one object per line).
+
+    A bad line of a JSON Lines file is skipped with a warning; the file's other records stay.
+    It keeps its number, so the records after it keep their keys once it is fixed.
+    """
     records: list = []
-    lineno = 0
-    try:
-        if jsonl:
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if line.strip():
+    if jsonl:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
                     records.append(json.loads(line))
-        else:
+                except json.JSONDecodeError as e:
+                    warn(f"skipped line {lineno} of {source}: invalid JSON ({e.msg})")
+                    records.append(None)
+        if not any(r is not None for r in records):
+            return []
+    else:
+        try:
             data = json.loads(text)
-            records = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError as e:
-        # In JSON Lines the error's own line number counts within one record: give the file's.
-        warn(f"skipped {source}: invalid JSON ({e.msg}, line {lineno if jsonl else e.lineno})")
-        return []
+        except json.JSONDecodeError as e:
+            warn(f"skipped {source}: invalid JSON ({e.msg}, line {e.lineno})")
+            return []
+        records = data if isinstance(data, list) else [data]
     docs = []
     for i, rec in enumerate(records):
+        if rec is None:  # an invalid line, already reported
+            continue
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             warn(f"skipped record {i} of {source}: needs a \"text\" string")
             continue

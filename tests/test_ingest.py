@@ -86,14 +86,23 @@ def test_json_without_title_uses_first_line(tmp_path):
     assert [d.title for d in docs] == ["Bridge Reopens", "Second story."]
 
 
-def test_invalid_json_is_skipped_with_a_warning(tmp_path):
+def test_invalid_jsonl_line_is_skipped_with_a_warning_and_the_rest_kept(tmp_path):
     path = tmp_path / "broken.jsonl"
-    path.write_text('{"title": "ok", "text": "fine"}\n\n{"title": "cut off", "te\n')
+    path.write_text('{"title": "ok", "text": "fine"}\n\n{"title": "cut off", "te\n{"title": "later", "text": "also fine"}\n')
     warnings: list[str] = []
-    assert parse(SourceFile(path, "broken.jsonl"), path.read_bytes(), warnings.append) == []
+    docs = parse(SourceFile(path, "broken.jsonl"), path.read_bytes(), warnings.append)
+    # the bad record keeps its number: fixing it later does not re-key the records after it
+    assert [(d.key, d.title, d.text) for d in docs] == [("broken.jsonl#0", "ok", "fine"), ("broken.jsonl#2", "later", "also fine")]
     # one warning, pointing at the file's line 3 (not the line within the record)
-    assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("skipped broken.jsonl: invalid JSON") and warnings[0].endswith("line 3)")
+    assert len(warnings) == 1 and warnings[0].startswith("skipped line 3 of broken.jsonl: invalid JSON"), warnings
+
+
+def test_invalid_json_file_is_skipped_with_a_warning(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('[{"title": "ok", "text": "fine"},\n {"title": "cut off", "te\n')
+    warnings: list[str] = []
+    assert parse(SourceFile(path, "broken.json"), path.read_bytes(), warnings.append) == []
+    assert len(warnings) == 1 and warnings[0].startswith("skipped broken.json: invalid JSON") and warnings[0].endswith("line 2)"), warnings
 
 
 def test_json_with_no_usable_record_warns_per_record(tmp_path):
