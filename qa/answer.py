@@ -6,12 +6,16 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import UsageError
 from .index import Index, StoredSentence
 from .retrieve import Ranker, candidates
+
+if TYPE_CHECKING:
+    from .chat import Conversation
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3

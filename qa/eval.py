@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field

@@ -177,12 +177,6 @@ class Index:
         scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return rows, scores
 
-    def search_passages(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        index, _ = self.passage_vectors
-        k = min(k, index.ntotal)
-        scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return rows, scores
-
     def sentence_vectors_at(self, rows) -> np.ndarray:
         return _reconstruct(self.sentence_vectors[0], rows)
 
@@ -201,18 +195,6 @@ class Index:
         found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
         return [found[r] for r in rows if r in found]
 
-    def passage_sentence_rows(self, passage_rows) -> list[tuple[int, int]]:
-        """For passage rows: the (first, last) sentence rows they span."""
-        rows = [int(r) for r in passage_rows]
-        if not rows:
-            return []
-        q = (
-            "SELECT p.row, a.row, b.row FROM passages p JOIN sentences a ON a.id = p.first "
-            f"JOIN sentences b ON b.id = p.last WHERE p.row IN ({','.join('?' * len(rows))})"
-        )
-        found = {r[0]: (r[1], r[2]) for r in self.db.execute(q, rows)}
-        return [found[r] for r in rows if r in found]
-
     def paragraph_text(self, doc: int, paragraph: int) -> tuple[int, int, str]:
         """(start, end, text) of a whole paragraph: from its first to its last sentence."""
         row = self.db.execute(
@@ -222,9 +204,6 @@ class Index:
         ).fetchone()
         start, end, text = row
         return start, end, text[start:end]
-
-    def document_text(self, doc: int) -> str:
-        return self.db.execute("SELECT text FROM documents WHERE id = ?", (doc,)).fetchone()[0]
 
 
 def _reconstruct(index, rows) -> np.ndarray:

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 log = logging.getLogger("qa")
 
@@ -110,17 +110,6 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     if not docs and not said:
         warn(f"skipped {file.source}: no text")
     return docs
-
-
-def read_documents(files: Iterable[SourceFile], warn: Warn) -> Iterator[tuple[SourceFile, str, list[Document]]]:
-    """Yield (file, file hash, documents) for each readable file."""
-    for f in files:
-        try:
-            data = f.read_bytes()
-        except OSError as e:
-            warn(f"skipped {f.source}: {e.strerror or e}")
-            continue
-        yield f, file_hash(data), parse(f, data, warn)
 
 
 def _plain_document(key: str, source: str, text: str, markdown: bool) -> Document:

@@ -43,7 +43,6 @@ class Candidates:
     rows: np.ndarray  # sentence rows
     features: np.ndarray  # (len(rows), len(FEATURES))
     meta: list[StoredSentence]
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 @dataclass
