@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, coverage, question_type, ranks, type_match
 from .index import Index, StoredSentence
 from .lexical import tokenize
@@ -194,8 +195,9 @@ def feature_matrix(
     return X
 
 
-def passage_windows(n: int, size: int = 3, stride: int = 2) -> list[tuple[int, int]]:
-    """(first, last) of overlapping windows over n consecutive sentences, like the chunker's."""
+def passage_windows(n: int, size: int = PASSAGE_SENTENCES, stride: int = PASSAGE_STRIDE) -> list[tuple[int, int]]:
+    """(first, last) of overlapping windows over n consecutive sentences, like the chunker's
+    (which also caps each window at the model's word-piece budget)."""
     out, i = [], 0
     while i < n:
         j = min(i + size - 1, n - 1)
