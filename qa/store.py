@@ -69,8 +69,7 @@ def new_generation_dir(root: Path) -> Path:
 
 def commit_generation(root: Path, tmp: Path) -> Path:
     """Move a finished temporary generation into place and make it live."""
-    for f in tmp.iterdir():
-        _fsync(f)
+    _fsync_tree(tmp)
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := _GEN.match(p.name))]
     final = root / f"gen-{max(numbers, default=0) + 1:06d}"
     os.rename(tmp, final)
@@ -85,15 +84,20 @@ def commit_generation(root: Path, tmp: Path) -> Path:
     return final
 
 
-def _fsync(path: Path) -> None:
-    if path.is_dir():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        for child in path.iterdir() if path.name.startswith(".gen-tmp-") else ():
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder below `folder` (bm25/ included), then `folder` itself."""
+    for child in folder.iterdir():
+        if child.is_dir():
+            _fsync_tree(child)
+        else:
             _fsync(child)
-    else:
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    """fsync one file, or one folder's entry list."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
