@@ -106,7 +106,7 @@ class Bot:
     def ask_many(self, questions: list[str], top: int = DEFAULT_TOP) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
-        vecs = self.index.encoder.encode(qs) if qs else np.zeros((0, 1), np.float32)
+        vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
         return [self._answer(q, q, v, top, None) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":

@@ -56,6 +56,10 @@ class Question:
     spans: list[tuple[int, int]]  # gold answer spans, offsets into that file's text
     answerable: bool = True
 
+    def overlaps(self, source: str, start: int, end: int) -> bool:
+        """Does the span [start, end) of `source` overlap a gold answer?"""
+        return source == self.source and any(start < ge and gs < end for gs, ge in self.spans)
+
 
 def _file_name(i: int, title: str) -> str:
     return f"{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', title).strip('_')[:60]}.txt"
@@ -87,7 +91,7 @@ def write_articles(articles: list, folder: Path) -> list[Question]:
 def rank_of_first_hit(ranked: list[tuple[str, int, int]], q: Question) -> int | None:
     """1-based rank of the first returned sentence overlapping a gold span, or None."""
     for rank, (source, start, end) in enumerate(ranked, 1):
-        if source == q.source and any(start < ge and gs < end for gs, ge in q.spans):
+        if q.overlaps(source, start, end):
             return rank
     return None
 

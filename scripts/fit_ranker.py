@@ -50,7 +50,7 @@ def collect(index: Index, questions, cache: Path | None = None):
         vecs = index.encoder.encode([q.text for q in batch])
         for q, v in zip(batch, vecs):
             c = candidates(index, v, q.text)
-            y = np.array([m.source == q.source and any(m.start < ge and gs < m.end for gs, ge in q.spans) for m in c.meta])
+            y = np.array([q.overlaps(m.source, m.start, m.end) for m in c.meta])
             out.append((c.features, y))
         print(f"  {min(lo + 256, len(questions))}/{len(questions)}", file=sys.stderr, end="\r")
     print(file=sys.stderr)
