@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -218,15 +219,13 @@ class OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        self.folder = folder
         self.spec = EncoderSpec.load(folder)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         # The bundled tokenizer.json truncates and pads to 128; sentence-transformers reads up to
         # max_seq_length and pads to the longest text in the batch. Match it exactly.
         self.tokenizer.enable_truncation(max_length=self.spec.max_tokens)
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
-        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._counter.no_truncation()
-        self._counter.no_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
@@ -240,6 +239,17 @@ class OnnxEncoder:
     @property
     def dim(self) -> int:
         return self.spec.dim
+
+    @cached_property
+    def _counter(self):
+        # A second tokenizer without truncation or padding; only indexing counts tokens, and
+        # loading tokenizer.json costs ~40 ms, so a query process never builds it.
+        from tokenizers import Tokenizer
+
+        counter = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        counter.no_truncation()
+        counter.no_padding()
+        return counter
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without special tokens and without truncation."""

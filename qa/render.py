@@ -24,35 +24,47 @@ def json_line(obj: dict) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def _highlighted(text: str, question: str):
-    from rich.text import Text
+Segments = list[tuple[str, str]]  # one output line as (text, rich style) pieces
+# Not stopwords for BM25, but highlighting "what" in an answer to "what ...?" only adds noise.
+_QUESTION_WORDS = frozenset({"what", "who", "whom", "whose", "when", "where", "which", "why", "how"})
 
+
+def _highlighted(text: str, question: str) -> Segments:
+    """The sentence split into plain and bold pieces: words sharing a stem with the question."""
     from .lexical import tokenize
 
-    out = Text(text)
-    wanted = set(tokenize([question])[0])
+    wanted = set(tokenize([question])[0]) - _QUESTION_WORDS
+    out: Segments = []
+    done = 0
     for m in re.finditer(r"\w+", text):
         if wanted and set(tokenize([m.group(0)])[0]) & wanted:
-            out.stylize("bold", m.start(), m.end())
+            out += [(text[done : m.start()], ""), (m.group(0), "bold")]
+            done = m.end()
+    out.append((text[done:], ""))
     return out
 
 
-def print_answer(con, answer: Answer, sentences: list[AnswerSentence] | None = None, first_marker: int = 1) -> None:
-    from rich.text import Text
-
+def answer_lines(answer: Answer, sentences: list[AnswerSentence] | None = None, first_marker: int = 1) -> list[Segments]:
+    """The terminal layout of an answer: sentences with markers, then the Sources block."""
     sentences = answer.sentences if sentences is None else sentences
     if not answer.answered:
-        con.print(Text(NO_ANSWER, style="yellow"))
-        return
-    for i, s in enumerate(sentences, first_marker):
-        line = _highlighted(s.text, answer.question)
-        line.append(f" [{i}]", style="cyan")
-        con.print(line)
-    con.print()
-    con.print(Text("Sources", style="bold"))
+        return [[(NO_ANSWER, "yellow")]]
+    lines = [_highlighted(s.text, answer.question) + [(f" [{i}]", "cyan")] for i, s in enumerate(sentences, first_marker)]
+    lines += [[], [("Sources", "bold")]]
     for i, s in enumerate(sentences, first_marker):
         for c in [s.citation, *s.also]:
-            src = Text(f"[{i}] ", style="cyan")
-            src.append(c.title or "(untitled)", style="italic")
-            src.append(f" — {c.source}, paragraph {c.paragraph}", style="dim")
-            con.print(src)
+            lines.append([(f"[{i}] ", "cyan"), (c.title or "(untitled)", "italic"), (f" — {c.source}, paragraph {c.paragraph}", "dim")])
+    return lines
+
+
+def print_answer(con, answer: Answer, sentences: list[AnswerSentence] | None = None, first_marker: int = 1) -> None:
+    """Print through a rich console (colour and bold where the terminal supports it)."""
+    from rich.text import Text
+
+    for line in answer_lines(answer, sentences, first_marker):
+        con.print(Text.assemble(*line))
+
+
+def write_answer(file: TextIO, answer: Answer) -> None:
+    """The same layout as plain text, without importing rich (piped one-shot `qa ask`)."""
+    file.write("".join("".join(text for text, _ in line) + "\n" for line in answer_lines(answer)))
