@@ -131,13 +131,14 @@ class Bot:
     def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
         """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""
         vecs = self.index.sentence_vectors_at([s.row for s in ranked])
+        similar = vecs @ vecs.T >= DUPLICATE_COSINE
         out: list[AnswerSentence] = []
-        out_vecs: list[np.ndarray] = []
-        for s, score, v in zip(ranked, scores, vecs):
-            dup = next((j for j, w in enumerate(out_vecs) if float(w @ v) >= DUPLICATE_COSINE), None)
+        kept: list[int] = []  # position in `ranked` of each entry of `out`
+        for i, (s, score) in enumerate(zip(ranked, scores)):
+            dup = next((j for j, k in enumerate(kept) if similar[k, i]), None)
             if dup is None:
                 out.append(AnswerSentence(s.text, float(score), _citation(s), row=s.row))
-                out_vecs.append(v)
+                kept.append(i)
             elif s.doc != out[dup].citation.doc and all(c.doc != s.doc for c in out[dup].also):
                 out[dup].also.append(_citation(s))
         return out

@@ -110,7 +110,7 @@ class Index:
 
         if not (self.model_folder / "model.onnx").is_file():
             raise IndexUnusable(f"index at {self.root} is missing its model export; {REBUILD_HINT}")
-        return self._guard("model export", lambda: OnnxEncoder(self.model_folder, threads=1))
+        return self._guard("model export", lambda: OnnxEncoder(self.model_folder))
 
     # -- parts ---------------------------------------------------------------------------------
     def _guard(self, what: str, load):

@@ -62,10 +62,24 @@ class Bm25:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence row (zeros when no term matches)."""
+        return self.scores_and_matches(query)[0]
+
+    def scores_and_matches(self, query: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(BM25 score per row, distinct query terms per row, distinct query terms).
+
+        The matches come from the same postings as the scores, so the word coverage of a
+        candidate costs nothing extra at query time: no candidate text is tokenised.
+        """
         out = np.zeros(self.num_docs, dtype=np.float32)
-        for token in tokenize([query])[0]:
+        matches = np.zeros(self.num_docs, dtype=np.int16)
+        tokens = tokenize([query])[0]
+        for token in tokens:
             t = self.vocab.get(token)
             if t is not None:
                 lo, hi = self.indptr[t], self.indptr[t + 1]
                 out[self.indices[lo:hi]] += self.data[lo:hi]  # a sentence appears once per column
-        return out
+        for token in set(tokens):
+            t = self.vocab.get(token)
+            if t is not None:
+                matches[self.indices[self.indptr[t] : self.indptr[t + 1]]] += 1
+        return out, matches, len(set(tokens))

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
-from .features import QTYPE_FEATURES, coverage, question_type, ranks, type_match
+from .features import QTYPE_FEATURES, question_type, ranks, type_match
+from .features import coverage as title_coverage
 from .index import Index, StoredSentence
 from .lexical import tokenize
 
@@ -99,19 +100,22 @@ def answerability_features(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
     ], dtype=np.float64)
 
 
+def _coverage(matches: np.ndarray, n_terms: int) -> np.ndarray:
+    return matches.astype(np.float32) / n_terms if n_terms else np.zeros(len(matches), np.float32)
+
+
 def _union(*row_lists: np.ndarray) -> np.ndarray:
-    seen: dict[int, None] = {}
-    for rows in row_lists:
-        for r in rows:
-            if r >= 0:
-                seen.setdefault(int(r), None)
-    return np.fromiter(seen, dtype=np.int64)
+    """Distinct non-negative rows, in order of first appearance."""
+    rows = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in row_lists])
+    rows = rows[rows >= 0]
+    _, first = np.unique(rows, return_index=True)
+    return rows[np.sort(first)]
 
 
 def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs: set[int] | None = None) -> Candidates:
     """Retrieve candidates for one question and compute their features."""
     drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
-    bm = index.bm25.scores(query_text)
+    bm, matches, n_terms = index.bm25.scores_and_matches(query_text)
     k = min(LEXICAL_K, bm.size)
     lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
     rows = _union(drows[0], lrows[bm[lrows] > 0])
@@ -139,7 +143,7 @@ def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs:
     boost = np.isin(docs, list(boost_docs)) if boost_docs else None
     paragraphs = (docs.astype(np.int64) << 32) | info["paragraph"][rows].astype(np.int64)
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, float(bm.max()) if bm.size else 0.0,
-                       docs, paragraphs, [m.text for m in meta], [m.title for m in meta], boost)
+                       _coverage(matches[rows], n_terms), docs, paragraphs, [m.text for m in meta], [m.title for m in meta], boost)
     return Candidates(rows, X, meta)
 
 
@@ -151,6 +155,7 @@ def feature_matrix(
     bm25: np.ndarray,
     neighbor_bm25: np.ndarray,
     best_bm25: float,
+    coverage: np.ndarray,
     docs: np.ndarray,
     paragraphs: np.ndarray,
     texts: list[str],
@@ -161,6 +166,7 @@ def feature_matrix(
 
     `best_bm25` is the best BM25 score over the whole collection for this question, so that the
     relative BM25 features mean the same whether the candidates were retrieved or given.
+    `coverage` is the share of the question's distinct terms each sentence holds.
     """
     rel = bm25 / best_bm25 if best_bm25 > 0 else np.zeros_like(bm25)
     X = np.zeros((len(dense), len(FEATURES)), dtype=np.float32)
@@ -178,14 +184,13 @@ def feature_matrix(
             same = group == g
             X[same, _F[fd]] = dense[same].max()
             X[same, _F[fb]] = rel[same].max()
+    X[:, _F["coverage"]] = coverage
     q_tokens = set(tokenize([question])[0])
-    s_tokens = tokenize(texts) if texts else []
     distinct_titles = list(dict.fromkeys(titles))
     title_tokens = dict(zip(distinct_titles, tokenize(distinct_titles))) if titles else {}
     qtype = question_type(question)
-    for i, (text, title, toks) in enumerate(zip(texts, titles, s_tokens)):
-        X[i, _F["coverage"]] = coverage(q_tokens, toks)
-        X[i, _F["title"]] = coverage(q_tokens, title_tokens[title])
+    for i, (text, title) in enumerate(zip(texts, titles)):
+        X[i, _F["title"]] = title_coverage(q_tokens, title_tokens[title])
         X[i, _F["wants_date_has_date"] : _F["wants_name_has_new_name"] + 1] = type_match(qtype, question, text)
         X[i, _F["length"]] = math.log1p(len(text)) / 6.0
     X[:, _F["dense_x_bm25"]] = dense * rel
@@ -224,12 +229,12 @@ def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, en
     for (a, b), c in zip(windows, pcos):
         passage[a : b + 1] = np.maximum(passage[a : b + 1], c)
     pad = lambda v: np.concatenate([[0.0], v, [0.0]]).astype(np.float32)  # noqa: E731
-    d, all_bm = pad(dense), bm25.scores(question)
-    bm = all_bm[rows]
+    all_bm, all_matches, n_terms = bm25.scores_and_matches(question)
+    d, bm = pad(dense), all_bm[rows]
     b = pad(bm)
     neighbor = np.maximum(d[:-2], d[2:])
     neighbor_bm = np.maximum(b[:-2], b[2:])
     one = np.zeros(n, dtype=np.int64)  # the candidates stand for one paragraph of one document
     X = feature_matrix(question, dense, passage, neighbor, bm, neighbor_bm, float(all_bm.max()) if all_bm.size else 0.0,
-                       one, one, texts, [title] * n)
+                       _coverage(all_matches[rows], n_terms), one, one, texts, [title] * n)
     return {"shipped": ranker.score(X), "bm25": bm, "dense": dense}
