@@ -38,6 +38,8 @@ Measured (2026-11-28; 2 cores shared with two other jobs):
 
     python scripts/finetune.py --folds        # 2-fold estimate, writes nothing
     python scripts/finetune.py --fold AB      # one fold (train tune-A, test tune-B); --no-base skips base
+    python scripts/finetune.py --folds --no-base --save-folds /tmp/qa-folds   # the fold models, for
+                                              # fitting the ranker on out-of-fold scores
     python scripts/finetune.py                # train on all tune articles, write the artefact
                                               # (--ref FILE.npz: also dump fp32 check embeddings)
 """
@@ -329,6 +331,9 @@ def main() -> None:
     ap.add_argument("--no-base", action="store_true", help="with --fold(s): skip the base-model figures")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--ref", type=Path, help="also save fp32 embeddings of check texts here (.npz)")
+    ap.add_argument("--save-folds", type=Path, metavar="DIR",
+                    help="with --fold(s): save each fold's layers as DIR/top2-tune-<train half>.safetensors "
+                         "(scripts/fit_ranker.py --cross-fit reads them)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     seed_all()
@@ -346,6 +351,8 @@ def main() -> None:
                 print("  base      ", recall(base, te))
             model, secs = train(rows)
             print(f"  fine-tuned {recall(model, te)}  (training {secs:.0f}s)")
+            if args.save_folds:
+                save(model, args.save_folds / f"top2-tune-{fold[0]}.safetensors", {"triples": str(len(rows)), "trained_on": f"tune-{fold[0]}"})
             print_seed(model, f"fine-tuned on tune-{fold[0]}")
         return
     rows = triples(tune)

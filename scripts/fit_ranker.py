@@ -12,7 +12,12 @@ read here. Steps:
    question-level evidence, and take the highest threshold that still answers 97.5 % of own
    questions (also reported under 2-fold cross-validation).
 
-    python scripts/fit_ranker.py [--squad FILE] [--work DIR] [--out qa/ranker.json]
+With --cross-fit DIR (the shipped, fine-tuned encoder): step 1 instead indexes tune-half A with the
+model fine-tuned on half B and half B with the model fine-tuned on half A (fold models from
+`scripts/finetune.py --folds --save-folds DIR`), so that every similarity the ranker learns from is
+out-of-fold, as it will be on unseen articles; step 4 reuses half A's index.
+
+    python scripts/fit_ranker.py [--squad FILE] [--work DIR] [--out qa/ranker.json] [--cross-fit DIR]
 """
 
 from __future__ import annotations
@@ -97,11 +102,11 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def indexed(work: Path, name: str, articles) -> tuple[Index, list]:
+def indexed(work: Path, name: str, articles, model: Path | None = None) -> tuple[Index, list]:
     questions = [q for q in write_articles(articles, work / name / "articles") if q.spans]
     if not (work / name / "index" / "CURRENT").exists():
         t = time.time()
-        build(work / name / "index", [work / name / "articles"])
+        build(work / name / "index", [work / name / "articles"], model)
         print(f"indexed {name} in {time.time() - t:.0f} s", file=sys.stderr)
     return Index.open(work / name / "index"), questions
 
@@ -111,15 +116,30 @@ def main() -> None:
     ap.add_argument("--squad", type=Path, default=ROOT.parent / "shared/data/squad/dev-v1.1.json.gz")
     ap.add_argument("--work", type=Path, default=Path("/tmp/qa-fit"))
     ap.add_argument("--out", type=Path, default=ROOT / "qa/ranker.json")
+    ap.add_argument("--cross-fit", type=Path, metavar="DIR",
+                    help="fine-tuned model: DIR holds the fold models of `scripts/finetune.py --folds --save-folds DIR`")
     args = ap.parse_args()
 
     tune = load_json(args.squad)["data"][0::2]  # the tune split; never the odd (held-out) articles
-    index, questions = indexed(args.work, "tune", tune)
-    groups = collect(index, questions, args.work / "tune" / "features.npz")
-    half_a = {q.source for q in questions if int(Path(q.source).name[:3]) % 2 == 0}
-    in_a = np.array([q.source in half_a for q in questions])
-    ga = [g for g, a in zip(groups, in_a) if a]
-    gb = [g for g, a in zip(groups, in_a) if not a]
+    if args.cross_fit:
+        # The shipped encoder was fine-tuned on these very questions, so its similarities are
+        # optimistic here. Fit on out-of-fold similarities instead: each tune half is indexed and
+        # asked with the model fine-tuned on the *other* half.
+        from qa.weights import materialise
+
+        model = {h: materialise(args.work / f"model-tune-{h}", args.cross_fit / f"top2-tune-{h}.safetensors") for h in "AB"}
+        index_a, own = indexed(args.work, "xfit_a", tune[0::2], model["B"])
+        index_b, questions_b = indexed(args.work, "xfit_b", tune[1::2], model["A"])
+        ga = collect(index_a, own, args.work / "xfit_a" / "features.npz")
+        gb = collect(index_b, questions_b, args.work / "xfit_b" / "features.npz")
+        groups = ga + gb
+    else:
+        index, questions = indexed(args.work, "tune", tune)
+        groups = collect(index, questions, args.work / "tune" / "features.npz")
+        half_a = {q.source for q in questions if int(Path(q.source).name[:3]) % 2 == 0}
+        in_a = np.array([q.source in half_a for q in questions])
+        ga = [g for g, a in zip(groups, in_a) if a]
+        gb = [g for g, a in zip(groups, in_a) if not a]
 
     wa, ba = fit(ga)
     wb, bb = fit(gb)
@@ -128,10 +148,14 @@ def main() -> None:
     print(f"tune R@1: fitted on all {recall_at_1(groups, w, b):.4f}, 2-fold CV by article {cv:.4f}", file=sys.stderr)
 
     # Abstention: own vs foreign questions on an index of tune-half A only.
-    index_a, own = indexed(args.work, "tune_a", tune[0::2])
+    if args.cross_fit:
+        own_groups = ga  # A's questions on the index of A's articles: collected above
+    else:
+        index_a, own = indexed(args.work, "tune_a", tune[0::2])
+        own_groups = collect(index_a, own, args.work / "tune_a" / "own.npz")
     foreign = [q for q in write_articles(tune[1::2], args.work / "tune_b" / "articles") if q.spans]
-    own_x = answerability_matrix(collect(index_a, own, args.work / "tune_a" / "own.npz"), w, b)
-    foreign_x = answerability_matrix(collect(index_a, foreign, args.work / "tune_a" / "foreign.npz"), w, b)
+    own_x = answerability_matrix(own_groups, w, b)
+    foreign_x = answerability_matrix(collect(index_a, foreign, index_a.root.parent / "foreign.npz"), w, b)
     # 2-fold cross-validation (alternate questions) for an honest estimate, then fit on all.
     cv_own, cv_foreign = np.zeros(len(own_x)), np.zeros(len(foreign_x))
     for k in (0, 1):
@@ -163,7 +187,9 @@ def main() -> None:
             "threshold_rule": f"answers {OWN_ANSWERED:.1%} of own questions (index of tune half A)",
             "foreign_declined_at_threshold": round(declined, 4),
             "foreign_declined_cv": round(cv_declined, 4),
-            "script": "scripts/fit_ranker.py",
+            "script": "scripts/fit_ranker.py" + (" --cross-fit" if args.cross_fit else ""),
+            "similarities": "out-of-fold, fine-tuned encoder (each tune half scored by the model tuned on the other)"
+            if args.cross_fit else "base encoder",
         },
     }
     args.out.write_text(json.dumps(ranker, indent=2) + "\n")

@@ -16,13 +16,14 @@ from pathlib import Path
 TOP2 = Path(__file__).resolve().parent / "minilm-squad-top2.safetensors"
 
 
-def materialise(out_dir: Path) -> Path:
+def materialise(out_dir: Path, weights: Path = TOP2) -> Path:
     """Write the bundled model with the shipped layers into out_dir; return out_dir.
 
     Copies the bundled model folder into out_dir (unless it is already there), replaces the shipped
     tensors in its model.safetensors (cast to float32) and saves it atomically, so that
     `SentenceTransformer(str(out_dir))` loads the fine-tuned model. Idempotent.
     Raises ValueError if the bundled base model is not the one the weights were trained on.
+    `weights` defaults to the shipped file; scripts/fit_ranker.py passes per-fold files.
     """
     import numpy as np
     from safetensors import safe_open
@@ -32,12 +33,12 @@ def materialise(out_dir: Path) -> Path:
 
     out_dir = Path(out_dir)
     base = Path(bundled_model_path())
-    with safe_open(str(TOP2), framework="numpy") as f:
+    with safe_open(str(weights), framework="numpy") as f:
         meta = f.metadata() or {}
         shipped = {k: f.get_tensor(k) for k in f.keys()}
     want = meta.get("base_sha256")
     if want and hashlib.sha256((base / "model.safetensors").read_bytes()).hexdigest() != want:
-        raise ValueError(f"{TOP2.name} was trained on another base model than {base}")
+        raise ValueError(f"{Path(weights).name} was trained on another base model than {base}")
 
     if not (out_dir / "modules.json").is_file() or not (out_dir / "model.safetensors").is_file():
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,45 @@
+"""Candidate retrieval: which sentences may be cited at all."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import json_lines, run_qa
+from qa.retrieve import _headlines
+
+ROW = np.dtype([("doc", "<i4"), ("paragraph", "<i4"), ("passage0", "<i4"), ("passage1", "<i4")])
+
+
+def test_only_a_one_sentence_headline_above_a_body_is_excluded():
+    # doc 0: headline + body; doc 1: a first line of two sentences + body; doc 2: one line only
+    info = np.array([(0, 0, 0, -1), (0, 1, 1, -1), (0, 1, 1, -1),
+                     (1, 0, 2, -1), (1, 0, 2, -1), (1, 1, 3, -1),
+                     (2, 0, 4, -1)], dtype=ROW)
+    rows = np.arange(len(info))
+    assert _headlines(info, rows).tolist() == [True, False, False, False, False, False, False]
+    assert _headlines(info, np.array([2, 0])).tolist() == [False, True]  # any order, any subset
+
+
+def test_headline_is_not_cited_but_a_one_line_file_is(tmp_path, new_index):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "harbor.txt").write_text(
+        "Harbor Authority Approves Dredging Plan\n\n"
+        "The harbor authority approved a plan on Tuesday to dredge the shipping channel to 15 meters.\n"
+        "Work starts in March and is expected to take two years.\n", encoding="utf-8")
+    (corpus / "lighthouse.txt").write_text(
+        "The lighthouse keeper retired in 1987 after forty years on the island.\n", encoding="utf-8")
+    index = new_index()
+    proc = run_qa("index", str(corpus), "--index", str(index))
+    assert proc.returncode == 0, proc.stderr
+
+    questions = "What did the harbor authority approve?\nWhen did the lighthouse keeper retire?\n"
+    proc = run_qa("ask", "--json", "--top", "5", "--index", str(index), "-", stdin=questions)
+    assert proc.returncode == 0, proc.stderr
+    harbor, lighthouse = json_lines(proc.stdout)
+    assert harbor["answered"]
+    assert harbor["sentences"][0]["text"].startswith("The harbor authority approved a plan")
+    assert all(s["paragraph"] >= 1 for s in harbor["sentences"] if s["source"].endswith("harbor.txt"))
+    assert lighthouse["answered"]
+    assert lighthouse["sentences"][0]["text"].startswith("The lighthouse keeper retired in 1987")
+    assert lighthouse["sentences"][0]["paragraph"] == 0
