@@ -59,7 +59,7 @@ def machine() -> str:
 
 
 def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, cold_runs: int = 7,
-        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, log=print) -> dict:
+        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, reindex_articles: int = 1000, log=print) -> dict:
     from .eval import load_json, write_articles
 
     work.mkdir(parents=True, exist_ok=True)
@@ -84,6 +84,8 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
     }
     times = [_qa("index", "--index", str(index), "--json")[0] for _ in range(3)]
     result["reindex_unchanged_s"] = round(statistics.median(times), 2)
+    if reindex_articles and corpus == work / "articles":
+        result["reindex_many"] = _reindex_many(work, load_json(squad)["data"], reindex_articles, log)
 
     from .index import Index
 
@@ -144,9 +146,23 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
     return result
 
 
+def _reindex_many(work: Path, data: list, n: int, log) -> dict:
+    """Re-index an unchanged corpus of n articles: each SQuAD paragraph as its own article file."""
+    from .eval import write_articles
+
+    articles = [{"title": f"{art['title']} ({k})", "paragraphs": [p]} for art in data for k, p in enumerate(art["paragraphs"], 1)][:n]
+    corpus, index = work / f"articles-{len(articles)}", work / f"index-{len(articles)}"
+    write_articles(articles, corpus)
+    log(f"building a {len(articles)}-article index for the re-index measurement ...")
+    _qa("index", str(corpus), "--index", str(index), "--rebuild")
+    times = [_qa("index", str(corpus), "--index", str(index), "--json")[0] for _ in range(3)]
+    return {"articles": len(articles), "median_s": round(statistics.median(times), 2), "runs": [round(t, 2) for t in times]}
+
+
 def markdown(r: dict, command: str) -> str:
     """The figures as the BENCHMARKS.md section between the bench markers."""
     i, e, c, w = r["index"], r["embedding"], r["cold_ask_s"], r["warm_ms"]
+    end_to_end = i["texts_embedded"] / i["wall_s"]
     lines = [
         "<!-- bench:start -->",
         f"Command: `{command}` — {r['date']}, {r['machine']}. Corpus: {r['corpus']} "
@@ -157,9 +173,13 @@ def markdown(r: dict, command: str) -> str:
         f"| cold `qa ask` wall, median of {len(c['runs'])} processes | {c['median']:.2f} s (runs {', '.join(f'{x:.2f}' for x in c['runs'])}) | ≤ 0.6 s |",
         f"| cold `qa ask` peak RSS | {c['peak_rss_mb']} MB | |",
         f"| warm question latency, {w['questions']} real questions | p50 {w['p50']:.1f} ms, p95 {w['p95']:.1f} ms | p50 ≤ 15 ms, p95 ≤ 40 ms |",
-        f"| embedding throughput, same {e['texts']} sentences | qa (ONNX) {e['qa_onnx_per_s']:.0f}/s vs SentenceTransformer.encode {e['sentence_transformers_per_s']:.0f}/s (×{e['ratio']:.2f}) | ≥ 0.9× |",
+        f"| embedding throughput, same {e['texts']} sentences | qa (ONNX) {e['qa_onnx_per_s']:.0f}/s vs SentenceTransformer.encode {e['sentence_transformers_per_s']:.0f}/s (×{e['ratio']:.2f}) | |",
         f"| full index build (`qa index --rebuild`) | {i['wall_s']:.1f} s wall, {i['texts_embedded']} texts, embedding {i['embed_s']:.1f} s ({i['throughput_texts_per_s']:.0f}/s); non-embedding share {i['overhead_share']:.0%}; peak RSS {i['peak_rss_mb']} MB | |",
-        f"| re-index, unchanged corpus (median of 3) | {r['reindex_unchanged_s']:.2f} s | ≤ 2 s (1,000 articles) |",
+        f"| indexing end to end (texts embedded / build wall) vs SentenceTransformer.encode | {end_to_end:.0f}/s vs {e['sentence_transformers_per_s']:.0f}/s (×{end_to_end / e['sentence_transformers_per_s']:.2f}) | ≥ 0.9× |",
+        f"| re-index, unchanged corpus above (median of 3) | {r['reindex_unchanged_s']:.2f} s | |",
+        *([f"| re-index, unchanged corpus of {r['reindex_many']['articles']:,} articles (one SQuAD paragraph each; median of 3) | "
+            f"{r['reindex_many']['median_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in r['reindex_many']['runs'])}) | ≤ 2 s |"]
+          if "reindex_many" in r else []),
         f"| index size on disk | {i['size_mb']} MB (+ model export {i['model_export_mb']} MB, shared by generations) | |",
     ]
     if "scale" in r:

@@ -26,5 +26,10 @@ def bundled_model_path() -> Path:
 
 
 def default_model() -> Path:
+    """$QA_MODEL, else the bundled model with qa's fine-tuned top layers (qa.weights)."""
     env = os.environ.get(MODEL_ENV)
-    return Path(env) if env else bundled_model_path()
+    if env:
+        return Path(env)
+    from .weights import shipped_model
+
+    return shipped_model()

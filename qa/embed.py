@@ -216,7 +216,6 @@ class OnnxEncoder:
     """Embeds texts with an exported model. Loads in ~0.1 s; no torch."""
 
     def __init__(self, folder: Path, threads: int | None = None, onnx_file: str | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = folder
@@ -226,15 +225,28 @@ class OnnxEncoder:
         # max_seq_length and pads to the longest text in the batch. Match it exactly.
         self.tokenizer.enable_truncation(max_length=self.spec.max_tokens)
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        self.threads = threads or os.cpu_count() or 1
+        self._path = folder / (onnx_file or self.spec.onnx_file)
+        self._preoptimized = self.spec.preoptimized and onnx_file is None
+        self.session = self._session(self.threads)
+
+    def _session(self, threads: int):
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        preoptimized = self.spec.preoptimized and onnx_file is None
         opts.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_DISABLE_ALL if preoptimized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL if self._preoptimized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
-        path = folder / (onnx_file or self.spec.onnx_file)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def _bulk_session(self):
+        # One question is fastest on all cores (2 cores: 4.0 vs 5.1 ms), but a single small run
+        # keeps the second core half idle. For many texts, one single-threaded run per core, in
+        # parallel, uses both fully (onnxruntime runs a session from several threads at once).
+        return self._session(1)
 
     @property
     def dim(self) -> int:
@@ -269,16 +281,28 @@ class OnnxEncoder:
         if not texts:
             return out
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
+        batches = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+        parallel = self.threads > 1 and len(batches) >= 4 * self.threads
+        session = self._bulk_session if parallel else self.session
+
+        def run(idx: list[int]) -> None:
             enc = self.tokenizer.encode_batch([texts[i] for i in idx])
             feeds = {
                 "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
             }
-            (emb,) = self.session.run(None, {n: feeds[n] for n in self.spec.inputs})
+            (emb,) = session.run(None, {n: feeds[n] for n in self.spec.inputs})
             out[idx] = emb
             if progress:
                 progress(len(idx))
+
+        if parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(run, batches))
+        else:
+            for idx in batches:
+                run(idx)
         return out

@@ -25,15 +25,13 @@ def json_line(obj: dict) -> str:
 
 
 Segments = list[tuple[str, str]]  # one output line as (text, rich style) pieces
-# Not stopwords for BM25, but highlighting "what" in an answer to "what ...?" only adds noise.
-_QUESTION_WORDS = frozenset({"what", "who", "whom", "whose", "when", "where", "which", "why", "how"})
 
 
 def _highlighted(text: str, question: str) -> Segments:
     """The sentence split into plain and bold pieces: words sharing a stem with the question."""
     from .lexical import tokenize
 
-    wanted = set(tokenize([question])[0]) - _QUESTION_WORDS
+    wanted = set(tokenize([question])[0])
     out: Segments = []
     done = 0
     for m in re.finditer(r"\w+", text):

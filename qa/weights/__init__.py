@@ -11,9 +11,49 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 TOP2 = Path(__file__).resolve().parent / "minilm-squad-top2.safetensors"
+CACHE_ENV = "QA_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where the default model is materialised: $QA_CACHE, else $XDG_CACHE_HOME/qa, else ~/.cache/qa."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa"
+
+
+def shipped_model() -> Path:
+    """The default model: the bundled base with the shipped layers, as a sentence-transformers
+    folder in the user cache (made once, ~90 MB, atomically; later calls only check it exists).
+
+    Only building an index needs it: queries run on the index's own ONNX export.
+    """
+    from ..config import bundled_model_path
+    from ..errors import QAError
+
+    digest = hashlib.sha256(TOP2.read_bytes()).hexdigest()[:12]
+    folder = cache_dir() / "models" / f"{Path(bundled_model_path()).name}-squad-top2-{digest}"
+    if (folder / "modules.json").is_file():
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".materialise-", dir=folder.parent))
+    except OSError as e:
+        raise QAError(f"cannot write the model cache {folder.parent} ({e.strerror}); set {CACHE_ENV} to a writable folder") from None
+    try:
+        materialise(tmp)
+        tmp.chmod(0o755)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process got there first: its folder is the same
+            if not (folder / "modules.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def materialise(out_dir: Path, weights: Path = TOP2) -> Path:
