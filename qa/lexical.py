@@ -4,7 +4,7 @@ bm25s precomputes every (term, sentence) score into a sparse CSC matrix, so a qu
 a few column slices. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
 scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
 Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
-stopwords and the question words, Snowball-stemmed. The same function tokenizes sentences and questions.
+stopwords, Snowball-stemmed. The same function tokenizes sentences and questions.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from typing import Sequence
 import numpy as np
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
-# bm25s.stopwords.STOPWORDS_EN (MIT), copied so that queries need not import bm25s, plus the
-# question words: "what" in a question says nothing about the answer, yet matched any sentence
-# that happens to contain it (BM25 alone on the SQuAD tune split: R@1 0.626 -> 0.639).
+# bm25s.stopwords.STOPWORDS_EN (MIT), copied so that queries need not import bm25s.
+# Question words stay terms on purpose: as stopwords they lifted BM25 alone on the SQuAD tune
+# split (R@1 0.626 -> 0.639) and the ranker by 0.5 points, but the answerability model then
+# declined "What did London agree?", whose only evidence besides "London" is lexical.
 STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split()
-) | frozenset("what which who whom whose when where why how".split())
+)
 
 
 @lru_cache(maxsize=1)

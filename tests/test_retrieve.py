@@ -44,9 +44,3 @@ def test_headline_is_not_cited_but_a_one_line_file_is(tmp_path, new_index):
     assert lighthouse["sentences"][0]["text"].startswith("The lighthouse keeper retired in 1987")
     assert lighthouse["sentences"][0]["paragraph"] == 0
 
-
-def test_question_words_are_not_search_terms():
-    from qa.lexical import tokenize
-
-    # "what" matched any sentence containing it and outranked the answer to "What did London agree?"
-    assert tokenize(["What did London agree? Who, when, where, why, which, how?"]) == [["did", "london", "agre"]]
