@@ -82,11 +82,12 @@ class Bot:
     """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
 
     def __init__(self, index: Index, ranker: Ranker | None = None) -> None:
-        import faiss
+        from threadpoolctl import threadpool_limits
 
-        # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
-        # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
-        faiss.omp_set_num_threads(1)
+        # Questions come one at a time: BLAS threads in the exact search would only spin against
+        # onnxruntime's (warm p50 12 ms with one BLAS thread, 21 ms with two). faiss's OpenMP
+        # threads, for approximate indexes, are limited where faiss is used (Index.search_sentences).
+        threadpool_limits(limits=1, user_api="blas")
         self.index = index
         self.ranker = ranker or Ranker.default()
 

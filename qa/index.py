@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -133,9 +134,16 @@ class Index:
 
     def _faiss(self, name: str):
         def load():
-            from .ann import load_ann
+            from .flat import FlatVectors, read_flat
 
-            index = load_ann(self.folder / f"{name}.faiss")
+            path = self.folder / f"{name}.faiss"
+            flat = read_flat(path)  # exact indexes are read without importing faiss (~0.18 s)
+            if flat is not None:
+                index = FlatVectors(flat)
+            else:
+                from .ann import load_ann
+
+                index = load_ann(path)
             ids = np.load(self.folder / f"{name}.ids.npy", mmap_mode="r")
             if index.ntotal != len(ids):
                 raise ValueError(f"{index.ntotal} vectors but {len(ids)} ids")
@@ -173,6 +181,10 @@ class Index:
     def search_sentences(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosines) of the k nearest sentences for each query vector."""
         index, _ = self.sentence_vectors
+        if "faiss" in sys.modules:
+            # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
+            # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
+            sys.modules["faiss"].omp_set_num_threads(1)
         k = min(k, index.ntotal)
         scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return rows, scores

@@ -97,3 +97,31 @@ def test_load_ann_round_trips(real, tmp_path, monkeypatch, approximate):
     want_scores, want_ids = built.search(q, 10)
     assert (ids == want_ids).all()
     assert np.allclose(scores, want_scores)
+
+
+def test_flat_files_are_searched_without_faiss_exactly_as_faiss_does(tmp_path):
+    """qa.flat reads an IndexFlatIP file with numpy: same vectors, same top-k; other files -> None."""
+    from qa.flat import FlatVectors, read_flat
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    flat = faiss.IndexFlatIP(32)
+    flat.add(x)
+    faiss.write_index(flat, str(tmp_path / "flat.faiss"))
+    vectors = read_flat(tmp_path / "flat.faiss")
+    assert np.array_equal(vectors, x)
+    q = x[:7] + 0.05 * rng.standard_normal((7, 32)).astype(np.float32)
+    scores, ids = FlatVectors(vectors).search(q, 10)
+    want_scores, want_ids = flat.search(q, 10)
+    assert np.array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(FlatVectors(vectors).reconstruct_batch(np.array([3, 1])), x[[3, 1]])
+
+    l2 = faiss.IndexFlatL2(32)
+    l2.add(x)
+    faiss.write_index(l2, str(tmp_path / "l2.faiss"))
+    faiss.write_index(ann.build_ivf_sq8(np.vstack([x] * 200)), str(tmp_path / "ivf.faiss"))
+    (tmp_path / "short.faiss").write_bytes((tmp_path / "flat.faiss").read_bytes()[:-4])
+    for name in ("l2", "ivf", "short"):
+        assert read_flat(tmp_path / f"{name}.faiss") is None, name

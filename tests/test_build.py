@@ -67,7 +67,7 @@ def assert_vectors_match_texts(root: Path, encoder) -> None:
         'SELECT d.text, p.start, p."end" FROM passages p JOIN documents d ON d.id = p.doc ORDER BY p.row'
     ).fetchall()
     pindex, _ = index.passage_vectors
-    pstored = np.vstack([pindex.reconstruct(i) for i in range(pindex.ntotal)])
+    pstored = index.passage_vectors_at(np.arange(pindex.ntotal))
     assert pindex.ntotal == len(ptexts)
     assert (pstored * encoder.encode([t[s:e] for t, s, e in ptexts])).sum(axis=1).min() > 0.9999
 

