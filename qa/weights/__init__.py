@@ -38,12 +38,10 @@ def shipped_model() -> Path:
     folder = cache_dir() / "models" / f"{Path(bundled_model_path()).name}-squad-top2-{digest}"
     if (folder / "modules.json").is_file():
         return folder
+    tmp = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".materialise-", dir=folder.parent))
-    except OSError as e:
-        raise QAError(f"cannot write the model cache {folder.parent} ({e.strerror}); set {CACHE_ENV} to a writable folder") from None
-    try:
         materialise(tmp)
         tmp.chmod(0o755)
         try:
@@ -56,7 +54,8 @@ def shipped_model() -> Path:
     except OSError as e:
         raise QAError(f"cannot write the model cache {folder.parent} ({e.strerror}); set {CACHE_ENV} to a writable folder") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
