@@ -22,6 +22,7 @@ from .chunk import Passage, Sentence, chunk
 from .config import default_corpus, default_model
 from .errors import IndexUnusable, QAError
 from .index import FORMAT_VERSION, REBUILD_HINT, SCHEMA, Index
+from .lexical import TERMS_VERSION, Bm25
 from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, find_files, parse
 
 
@@ -113,7 +114,8 @@ def build(
             raise QAError(f"no readable articles in {', '.join(map(str, roots))}; nothing was indexed")
 
         roots_changed = old is None or old.manifest.get("roots") != [str(r) for r in roots]
-        if old and not fresh and not report.removed and not roots_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
+        terms_changed = old is not None and old.manifest.get("terms", 1) != TERMS_VERSION
+        if old and not fresh and not report.removed and not roots_changed and not terms_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
             report.sentences = old.sentence_count
             report.seconds = time.perf_counter() - t0
             return report
@@ -256,13 +258,12 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
             faiss.write_index(build_ann(matrix), str(tmp / f"{name}.faiss"))
             np.save(tmp / f"{name}.ids.npy", ids)
 
-        from .lexical import Bm25
-
         (tmp / "bm25").mkdir()
         Bm25.build(texts_by_row, tmp / "bm25")
 
         manifest = {
             "format": FORMAT_VERSION,
+            "terms": TERMS_VERSION,
             "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": encoder.dim,
                       "onnx_file": encoder.spec.onnx_file},
             "roots": [str(r) for r in roots],

@@ -28,6 +28,16 @@ STOPWORDS = frozenset(
 )
 
 
+# Bumped whenever `tokenize` changes: an index records the version its BM25 was built with, and
+# `qa index` rebuilds the BM25 of an older one (without re-embedding anything).
+TERMS_VERSION = 2
+
+# Words that make a sentence a question but say nothing about its answer. Dropped from a question's
+# terms (not from the index: "what" in an article is a word like any other), unless nothing else
+# is left. As terms they matched any sentence holding "what had become ...".
+QUESTION_WORDS = frozenset("what who whom whose when where which why how do does did".split())
+
+
 @lru_cache(maxsize=1)
 def _stemmer():
     import Stemmer
@@ -35,9 +45,31 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
+def _stem(words: list[str]) -> list[str]:
+    """Snowball stems, with "-ment" nouns joined to their verb ("agreement" -> "agre", like "agreed").
+
+    Snowball only removes "-ment" when enough of the word remains (development -> develop, but
+    agreement, settlement, statement stay whole), so a question's "agree" never met an article's
+    "agreement". A stem of four or more letters before "-ment" is stemmed again.
+    """
     stem = _stemmer().stemWords
-    return [stem([w for w in _WORD.findall(t.lower()) if w not in STOPWORDS]) for t in texts]
+    out = stem(words)
+    long = [i for i, s in enumerate(out) if s.endswith("ment") and len(s) >= 8]
+    if long:
+        for i, s in zip(long, stem([out[i][:-4] for i in long])):
+            out[i] = s
+    return out
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    return [_stem([w for w in _WORD.findall(t.lower()) if w not in STOPWORDS]) for t in texts]
+
+
+def query_terms(question: str) -> list[str]:
+    """A question's search terms: its tokens without question words (all tokens if only those)."""
+    words = [w for w in _WORD.findall(question.lower()) if w not in STOPWORDS]
+    content = [w for w in words if w not in QUESTION_WORDS]
+    return _stem(content or words)
 
 
 class Bm25:
@@ -64,18 +96,17 @@ class Bm25:
         return cls(vocab, *arrays, num_docs=int(params["num_docs"]))
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every sentence row (zeros when no term matches)."""
-        return self.scores_and_matches(query)[0]
+        """BM25 score of every sentence row for all of the query's tokens (zeros when none match)."""
+        return self.scores_and_matches(tokenize([query])[0])[0]
 
-    def scores_and_matches(self, query: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """(BM25 score per row, distinct query terms per row, distinct query terms).
+    def scores_and_matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        """(BM25 score per row, distinct terms per row, distinct terms) for tokenised terms.
 
         The matches come from the same postings as the scores, so the word coverage of a
         candidate costs nothing extra at query time: no candidate text is tokenised.
         """
         out = np.zeros(self.num_docs, dtype=np.float32)
         matches = np.zeros(self.num_docs, dtype=np.int16)
-        tokens = tokenize([query])[0]
         for token in tokens:
             t = self.vocab.get(token)
             if t is not None:

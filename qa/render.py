@@ -25,15 +25,13 @@ def json_line(obj: dict) -> str:
 
 
 Segments = list[tuple[str, str]]  # one output line as (text, rich style) pieces
-# Search terms for BM25 (see qa.lexical), but highlighting "what" in an answer only adds noise.
-_QUESTION_WORDS = frozenset({"what", "who", "whom", "whose", "when", "where", "which", "why", "how"})
 
 
 def _highlighted(text: str, question: str) -> Segments:
     """The sentence split into plain and bold pieces: words sharing a stem with the question."""
-    from .lexical import tokenize
+    from .lexical import query_terms, tokenize
 
-    wanted = set(tokenize([question])[0]) - _QUESTION_WORDS
+    wanted = set(query_terms(question))
     out: Segments = []
     done = 0
     for m in re.finditer(r"\w+", text):

@@ -22,7 +22,7 @@ from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
 from .index import Index, StoredSentence
-from .lexical import tokenize
+from .lexical import query_terms, tokenize
 
 DENSE_K = 40  # nearest sentences by embedding
 LEXICAL_K = 40  # best BM25 sentences
@@ -131,7 +131,7 @@ def _union(*row_lists: np.ndarray) -> np.ndarray:
 def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs: set[int] | None = None) -> Candidates:
     """Retrieve candidates for one question and compute their features."""
     drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
-    bm, matches, n_terms = index.bm25.scores_and_matches(query_text)
+    bm, matches, n_terms = index.bm25.scores_and_matches(query_terms(query_text))
     k = min(LEXICAL_K, bm.size)
     lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
     rows = _union(drows[0], lrows[bm[lrows] > 0])
@@ -202,7 +202,7 @@ def feature_matrix(
             X[same, _F[fd]] = dense[same].max()
             X[same, _F[fb]] = rel[same].max()
     X[:, _F["coverage"]] = coverage
-    q_tokens = set(tokenize([question])[0])
+    q_tokens = set(query_terms(question))
     distinct_titles = list(dict.fromkeys(titles))
     title_tokens = dict(zip(distinct_titles, tokenize(distinct_titles))) if titles else {}
     qtype = question_type(question)
@@ -246,7 +246,7 @@ def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, en
     for (a, b), c in zip(windows, pcos):
         passage[a : b + 1] = np.maximum(passage[a : b + 1], c)
     pad = lambda v: np.concatenate([[0.0], v, [0.0]]).astype(np.float32)  # noqa: E731
-    all_bm, all_matches, n_terms = bm25.scores_and_matches(question)
+    all_bm, all_matches, n_terms = bm25.scores_and_matches(query_terms(question))
     d, bm = pad(dense), all_bm[rows]
     b = pad(bm)
     neighbor = np.maximum(d[:-2], d[2:])

@@ -325,16 +325,21 @@ def save(model, path: Path = OUT, meta: dict | None = None) -> None:
 
 
 def main() -> None:
+    global LAYERS, EPOCHS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", action="store_true", help="2-fold estimate inside tune; writes nothing")
     ap.add_argument("--fold", choices=["AB", "BA"], help="only this fold (train on first, test on second)")
     ap.add_argument("--no-base", action="store_true", help="with --fold(s): skip the base-model figures")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--layers", default=",".join(map(str, LAYERS)), help="encoder layers to train (a top run, e.g. 2,3,4,5)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--ref", type=Path, help="also save fp32 embeddings of check texts here (.npz)")
     ap.add_argument("--save-folds", type=Path, metavar="DIR",
                     help="with --fold(s): save each fold's layers as DIR/top2-tune-<train half>.safetensors "
                          "(scripts/fit_ranker.py --cross-fit reads them)")
     args = ap.parse_args()
+    LAYERS = tuple(int(x) for x in args.layers.split(","))
+    EPOCHS = args.epochs
     torch.set_num_threads(2)
     seed_all()
     tune = prepare(load_tune())

@@ -39,6 +39,7 @@ from qa.index import Index  # noqa: E402
 from qa.eval import auroc  # noqa: E402
 from qa.retrieve import ANSWERABILITY_FEATURES, FEATURES, answerability_features, candidates  # noqa: E402
 
+L2 = 1.0  # penalty of the listwise fit (tune CV R@1 within 0.2 points for 0.1 .. 1)
 OWN_ANSWERED = 0.975  # share of own questions the threshold must still answer
 FLOOR = 0.01  # secondary sentences below this probability are not shown (the first always is)
 
@@ -65,14 +66,40 @@ def collect(index: Index, questions, cache: Path | None = None):
     return out
 
 
-def fit(groups):
+def fit(groups, l2: float = L2):
+    """Sentence weights: a listwise fit, then a calibration that turns scores into probabilities.
+
+    1. Conditional logit: per question, a softmax over its candidates, maximising the probability
+       of the gold sentences (L2 penalty `l2`). It learns what ranks a sentence above the other
+       candidates of the same question, which is what R@k measures (tune CV R@1 +1.3 points over
+       a pointwise logistic regression on the same features).
+    2. A one-dimensional logistic regression of the label on that score (pointwise, all
+       candidates) gives a scale and a bias, so that sigmoid(X @ w + b) is a probability: the
+       answer shows it, the floor compares against it, the answerability model reads it.
+       Scaling by a positive factor keeps the order of step 1.
+    """
+    from scipy.optimize import minimize
     from sklearn.linear_model import LogisticRegression
 
-    X = np.vstack([g[0] for g in groups])
-    y = np.concatenate([g[1] for g in groups])
-    model = LogisticRegression(C=1.0, max_iter=5000)
-    model.fit(X, y)
-    return model.coef_[0].astype(float), float(model.intercept_[0])
+    G = [(X.astype(np.float64), y.astype(bool)) for X, y in groups if len(y) and y.any()]
+    X = np.vstack([g[0] for g in G])
+    y = np.concatenate([g[1] for g in G])
+    sizes = np.array([len(g[1]) for g in G])
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    qid = np.repeat(np.arange(len(G)), sizes)
+
+    def loss(w):
+        s = X @ w
+        e = np.exp(s - np.maximum.reduceat(s, starts)[qid])
+        z, pos = np.add.reduceat(e, starts), np.add.reduceat(e * y, starts)
+        grad = X.T @ (e / z[qid] - np.where(y, e / pos[qid], 0.0)) + l2 * w
+        return -(np.log(pos) - np.log(z)).sum() + 0.5 * l2 * w @ w, grad
+
+    w = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 5000}).x
+    Xa = np.vstack([g[0] for g in groups if len(g[1])])
+    ya = np.concatenate([g[1] for g in groups if len(g[1])])
+    cal = LogisticRegression(C=1.0, max_iter=5000).fit((Xa @ w)[:, None], ya)
+    return w * float(cal.coef_[0, 0]), float(cal.intercept_[0])
 
 
 def recall_at_1(groups, w, b) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import stat
@@ -140,6 +141,21 @@ def test_touching_a_file_without_changing_it_embeds_nothing(corpus, new_index):
     os.utime(f, (1, 1))
     report = build(root, [corpus])
     assert report.embedded == 0 and report.generation is None
+
+
+def test_index_from_an_older_tokenizer_gets_new_bm25_without_re_embedding(corpus, new_index, encoder):
+    from qa.lexical import TERMS_VERSION
+
+    root = new_index()
+    build(root, [corpus])
+    manifest_file = Index.open(root).folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["terms"]  # as written before the terms version existed
+    manifest_file.write_text(json.dumps(manifest))
+    report = build(root, [corpus])
+    assert report.embedded == 0 and report.generation is not None
+    assert Index.open(root).manifest["terms"] == TERMS_VERSION
+    assert_vectors_match_texts(root, encoder)
 
 
 def test_one_changed_record_of_a_jsonl_file(tmp_path, new_index):

@@ -44,3 +44,19 @@ def test_headline_is_not_cited_but_a_one_line_file_is(tmp_path, new_index):
     assert lighthouse["sentences"][0]["text"].startswith("The lighthouse keeper retired in 1987")
     assert lighthouse["sentences"][0]["paragraph"] == 0
 
+
+
+def test_question_terms_leave_out_question_words_unless_nothing_else_is_left():
+    from qa.lexical import query_terms
+
+    assert query_terms("What did London agree?") == ["london", "agre"]
+    assert query_terms("Who did it?") == ["who", "did"]  # "it" is a stopword; keep what is left
+
+
+def test_ment_nouns_share_a_term_with_their_verb():
+    from qa.lexical import tokenize
+
+    assert tokenize(["agree agreed agreement agreements"]) == [["agre"] * 4]
+    assert tokenize(["settle settlement"])[0][0] == tokenize(["settle settlement"])[0][1]
+    # Too short a stem before "-ment": left whole, not conflated with "mo" or "com".
+    assert tokenize(["moment comment element"]) == [["moment", "comment", "element"]]
