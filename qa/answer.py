@@ -121,7 +121,7 @@ class Bot:
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
         order = np.argsort(-scores, kind="stable")
-        best = self.ranker.answerability(cands.features, scores)
+        best = self.ranker.answerability(cands.features, scores, cands.docs)
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]

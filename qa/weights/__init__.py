@@ -1,8 +1,9 @@
-"""Shipped fine-tuned weights: the top 2 encoder layers of all-MiniLM-L6-v2, tuned on SQuAD tune-split
+"""Shipped fine-tuned weights: encoder layers of all-MiniLM-L6-v2 tuned on SQuAD tune-split
 question -> answer-sentence pairs (see scripts/finetune.py for data, recipe and figures).
 
-Only layers 4 and 5 are shipped (float16, names as in the transformer's state_dict);
-`materialise` rebuilds a complete sentence-transformers folder from the bundled base model.
+Only the trained layers are shipped, as differences from the bundled base model (names as in the
+transformer's state_dict; see `tuned_tensors`); `materialise` rebuilds a complete
+sentence-transformers folder from the bundled base model.
 Uses numpy + safetensors only (no torch import).
 """
 
@@ -14,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TOP2 = Path(__file__).resolve().parent / "minilm-squad-top2.safetensors"
+WEIGHTS = Path(__file__).resolve().parent / "minilm-squad.safetensors"
 CACHE_ENV = "QA_CACHE"
 
 
@@ -34,8 +35,8 @@ def shipped_model() -> Path:
     from ..config import bundled_model_path
     from ..errors import QAError
 
-    digest = hashlib.sha256(TOP2.read_bytes()).hexdigest()[:12]
-    folder = cache_dir() / "models" / f"{Path(bundled_model_path()).name}-squad-top2-{digest}"
+    digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:12]
+    folder = cache_dir() / "models" / f"{Path(bundled_model_path()).name}-squad-{digest}"
     if (folder / "modules.json").is_file():
         return folder
     tmp = None
@@ -59,16 +60,15 @@ def shipped_model() -> Path:
     return folder
 
 
-def materialise(out_dir: Path, weights: Path = TOP2) -> Path:
+def materialise(out_dir: Path, weights: Path = WEIGHTS) -> Path:
     """Write the bundled model with the shipped layers into out_dir; return out_dir.
 
-    Copies the bundled model folder into out_dir (unless it is already there), replaces the shipped
-    tensors in its model.safetensors (cast to float32) and saves it atomically, so that
+    Copies the bundled model folder into out_dir (unless it is already there), adds the shipped
+    changes to its tensors (see `tuned_tensors`) and saves it atomically, so that
     `SentenceTransformer(str(out_dir))` loads the fine-tuned model. Idempotent.
     Raises ValueError if the bundled base model is not the one the weights were trained on.
     `weights` defaults to the shipped file; scripts/fit_ranker.py passes per-fold files.
     """
-    import numpy as np
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
@@ -76,13 +76,7 @@ def materialise(out_dir: Path, weights: Path = TOP2) -> Path:
 
     out_dir = Path(out_dir)
     base = Path(bundled_model_path())
-    with safe_open(str(weights), framework="numpy") as f:
-        meta = f.metadata() or {}
-        shipped = {k: f.get_tensor(k) for k in f.keys()}
-    want = meta.get("base_sha256")
-    if want and hashlib.sha256((base / "model.safetensors").read_bytes()).hexdigest() != want:
-        raise ValueError(f"{Path(weights).name} was trained on another base model than {base}")
-
+    tuned = tuned_tensors(weights, load_file(str(base / "model.safetensors")), base_file=base / "model.safetensors")
     if not (out_dir / "modules.json").is_file() or not (out_dir / "model.safetensors").is_file():
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(base, out_dir, dirs_exist_ok=True)
@@ -91,14 +85,59 @@ def materialise(out_dir: Path, weights: Path = TOP2) -> Path:
     with safe_open(str(target), framework="numpy") as f:
         file_meta = f.metadata() or {"format": "pt"}
     tensors = load_file(str(target))
-    for name, value in shipped.items():
-        if name not in tensors:
-            raise ValueError(f"{name} is not a tensor of the base model")
-        if tensors[name].shape != value.shape:
-            raise ValueError(f"{name}: shape {value.shape} != base {tensors[name].shape}")
-        tensors[name] = value.astype(np.float32)
+    tensors.update(tuned)
     # write a new file and rename over the old one: never write through a (hard-)linked original
     tmp = target.with_name(target.name + ".tmp")
     save_file(tensors, str(tmp), metadata=file_meta)
     os.replace(tmp, target)
     return out_dir
+
+
+def tuned_tensors(weights: Path, base: dict, base_file: Path | None = None) -> dict:
+    """The fine-tuned float32 tensors the weights file describes, from the base model's tensors.
+
+    The file stores each changed tensor as its difference from the base: int8 with one float32
+    scale per row for matrices ("<name>:q", "<name>:scale"), float16 for vectors ("<name>:d").
+    Fine-tuning moves weights by ~1e-3, so a row's int8 step is ~1e-5: half the size of float16
+    weights, and closer to the trained values.
+    """
+    import numpy as np
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="numpy") as f:
+        meta = f.metadata() or {}
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    want = meta.get("base_sha256")
+    if base_file is not None and want and hashlib.sha256(base_file.read_bytes()).hexdigest() != want:
+        raise ValueError(f"{Path(weights).name} was trained on another base model than {base_file.parent}")
+    out = {}
+    for key, value in stored.items():
+        name, kind = key.rsplit(":", 1)
+        if kind == "scale":
+            continue
+        if name not in base:
+            raise ValueError(f"{name} is not a tensor of the base model")
+        delta = value.astype(np.float32)
+        if kind == "q":
+            delta = delta * stored[f"{name}:scale"][:, None]
+        if delta.shape != base[name].shape:
+            raise ValueError(f"{name}: shape {delta.shape} != base {base[name].shape}")
+        out[name] = base[name] + delta
+    return out
+
+
+def encode_tuned(tuned: dict, base: dict) -> dict:
+    """The inverse of `tuned_tensors`: what scripts/finetune.py saves for changed tensors."""
+    import numpy as np
+
+    out = {}
+    for name, value in tuned.items():
+        delta = value.astype(np.float32) - base[name]
+        if delta.ndim == 2:
+            scale = np.abs(delta).max(axis=1) / 127
+            scale[scale == 0] = 1.0
+            out[f"{name}:q"] = np.clip(np.round(delta / scale[:, None]), -127, 127).astype(np.int8)
+            out[f"{name}:scale"] = scale.astype(np.float32)
+        else:
+            out[f"{name}:d"] = delta.astype(np.float16)
+    return out
