@@ -97,7 +97,12 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
         if not corpus.exists():
             raise QAError(f"no index at {root} and corpus folder '{corpus}' not found; pass --corpus DIR or run `qa index PATHS`")
         _build(root, [corpus], model, rebuild=False)
-    return Bot.open(root, model)
+    bot = Bot.open(root, model)
+    from .lexical import TERMS_VERSION
+
+    if bot.index.manifest.get("terms", 1) != TERMS_VERSION:
+        _warn(f"the index at {root} matches words the way an older qa did; run `qa index` to update it (nothing is re-embedded)")
+    return bot
 
 
 @app.command()

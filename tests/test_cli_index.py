@@ -88,3 +88,19 @@ def test_only_unreadable_files_is_an_error(new_index, tmp_path):
     assert f"skipped {corpus}/blob.txt: binary file" in proc.stderr
     assert f"skipped {corpus}/cafe.txt: not UTF-8 text" in proc.stderr
     assert not (idx / "CURRENT").exists()
+
+
+def test_index_with_older_word_matching_warns_on_ask_and_is_updated_by_qa_index(seed_copy):
+    import json
+
+    manifest_file = Index.open(seed_copy).folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["terms"]  # as written by a qa before the terms version existed
+    manifest_file.write_text(json.dumps(manifest))
+    ask = run_qa("ask", "Who led the talks?", "--index", str(seed_copy))
+    assert ask.returncode == 0 and "run `qa index` to update it" in ask.stderr
+    update = run_qa("index", "--index", str(seed_copy))
+    assert update.returncode == 0, update.stderr
+    assert " 0 texts embedded" in update.stdout, update.stdout
+    again = run_qa("ask", "Who led the talks?", "--index", str(seed_copy))
+    assert again.returncode == 0 and again.stderr == ""
