@@ -111,6 +111,21 @@ def test_off_topic_question_is_declined(seed_index):
     assert proc.stdout.strip() == "No answer in the indexed articles."
 
 
+GENEVA = "reaching an agreement on the implementation of the Geneva consensus"
+
+
+def test_seed_question_is_answered_and_cites_the_geneva_consensus_sentence(seed_index):
+    (obj,) = json_lines(ask_json(seed_index, "What did London agree?").stdout)
+    assert obj["answered"] is True
+    assert any(GENEVA in s["text"] for s in obj["sentences"]), [s["text"] for s in obj["sentences"]]
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: 'This London agreement is seen as ...' ranks first (BENCHMARKS.md)")
+def test_seed_question_answers_first_with_the_geneva_consensus_sentence(seed_index):
+    (obj,) = json_lines(ask_json(seed_index, "What did London agree?").stdout)
+    assert GENEVA in obj["sentences"][0]["text"]
+
+
 def test_index_from_environment(seed_index):
     proc = run_qa("ask", "--json", "Who led the trade delegations in London?", QA_INDEX=str(seed_index))
     assert proc.returncode == 0, proc.stderr
