@@ -4,7 +4,8 @@ bm25s precomputes every (term, sentence) score into a sparse CSC matrix, so a qu
 a few column slices. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
 scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
 Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
-stopwords, Snowball-stemmed. The same function tokenizes sentences and questions.
+stopwords, Snowball-stemmed (see `_stem`). Questions are tokenized the same way, minus the words
+that only make them questions (`query_terms`).
 """
 
 from __future__ import annotations

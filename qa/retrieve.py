@@ -3,7 +3,7 @@
 Retrieval is hybrid: the union of the nearest sentences by embedding and the best BM25 matches.
 Every candidate gets the features in `FEATURES` (similarities of the sentence, its passage and its
 neighbours; BM25; ranks; document-level evidence; word coverage; question-type cues), and
-`Ranker` - a logistic regression fitted on the SQuAD tune split by scripts/fit_ranker.py - turns
+`Ranker` - a linear model fitted on the SQuAD tune split by scripts/fit_ranker.py - turns
 them into the probability that the sentence answers the question. That probability orders the
 answer and, against `threshold`, decides whether to answer at all.
 """
@@ -55,9 +55,10 @@ class Candidates:
 
 @dataclass
 class Ranker:
-    """Two logistic regressions fitted on the SQuAD tune split (scripts/fit_ranker.py).
+    """Two linear models fitted on the SQuAD tune split (scripts/fit_ranker.py).
 
-    `score`: probability that a candidate sentence answers the question (orders the answer).
+    `score`: probability that a candidate sentence answers the question (orders the answer); the
+    weights were fitted to rank each question's candidates (listwise), then scaled to probabilities.
     `answerability`: probability that the collection answers the question at all, from the best
     candidates' evidence; below `threshold` the bot declines. Ranking features are partly
     relative to the other candidates, so they cannot tell an unanswerable question on their own.
