@@ -97,26 +97,26 @@ class Bot:
         idx.check_model(Path(model) if model else None)
         return cls(idx)
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, boost_docs: set[int] | None = None) -> Answer:
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None) -> Answer:
         """Answer one question. `context` (an earlier question) is added to the retrieval query."""
         q = clean_question(question)
         query = f"{context} {q}" if context else q
         vec = self.index.embed([query])[0]
-        return self._answer(q, query, vec, top, boost_docs)
+        return self._answer(q, query, vec, top)
 
     def ask_many(self, questions: list[str], top: int = DEFAULT_TOP) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
         vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
-        return [self._answer(q, q, v, top, None) for q, v in zip(qs, vecs)]
+        return [self._answer(q, q, v, top) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation
 
         return Conversation(self)
 
-    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, boost_docs) -> Answer:
-        cands = candidates(self.index, vec, query, boost_docs)
+    def _answer(self, question: str, query: str, vec: np.ndarray, top: int) -> Answer:
+        cands = candidates(self.index, vec, query)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)

@@ -31,8 +31,7 @@ class Conversation:
         q = clean_question(question)
         last = self._last_answered()
         if last and is_follow_up(q):
-            docs = {s.citation.doc for s in last.sentences}
-            answer = self.bot.ask(q, self.top, context=last.question, boost_docs=docs)
+            answer = self.bot.ask(q, self.top, context=last.question)
         else:
             answer = self.bot.ask(q, self.top)
         self.history.append(answer)

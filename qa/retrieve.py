@@ -31,7 +31,7 @@ BM25_SATURATION = 5.0  # the bm25 feature is b / (b + this): comparable across c
 FEATURES = (
     "dense", "passage", "neighbor", "bm25", "bm25_rel", "neighbor_bm25", "dense_rr", "bm25_rr",
     "doc_dense", "doc_bm25", "para_dense", "para_bm25", "coverage", "title", *QTYPE_FEATURES, "length",
-    "dense_x_bm25", "dense_x_coverage", "doc_boost",
+    "dense_x_bm25", "dense_x_coverage",
 )
 _F = {name: i for i, name in enumerate(FEATURES)}
 # Question-level evidence that the collection holds an answer at all.
@@ -137,7 +137,7 @@ def _union(*row_lists: np.ndarray) -> np.ndarray:
     return rows[np.sort(first)]
 
 
-def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs: set[int] | None = None) -> Candidates:
+def candidates(index: Index, query_vec: np.ndarray, query_text: str) -> Candidates:
     """Retrieve candidates for one question and compute their features."""
     drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
     bm, matches, n_terms = index.bm25.scores_and_matches(query_terms(query_text))
@@ -166,10 +166,9 @@ def candidates(index: Index, query_vec: np.ndarray, query_text: str, boost_docs:
     b = bm[rows]
     nb = np.maximum(np.where(prev_rows >= 0, bm[np.maximum(prev_rows, 0)], 0), np.where(next_rows >= 0, bm[np.maximum(next_rows, 0)], 0))
     meta = index.sentences_at(rows)
-    boost = np.isin(docs, list(boost_docs)) if boost_docs else None
     paragraphs = (docs.astype(np.int64) << 32) | info["paragraph"][rows].astype(np.int64)
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, float(bm.max()) if bm.size else 0.0,
-                       _coverage(matches[rows], n_terms), docs, paragraphs, [m.text for m in meta], [m.title for m in meta], boost)
+                       _coverage(matches[rows], n_terms), docs, paragraphs, [m.text for m in meta], [m.title for m in meta])
     return Candidates(rows, X, meta, docs)
 
 
@@ -186,7 +185,6 @@ def feature_matrix(
     paragraphs: np.ndarray,
     texts: list[str],
     titles: list[str],
-    boost: np.ndarray | None = None,
 ) -> np.ndarray:
     """The (n, len(FEATURES)) matrix for n candidate sentences of one question.
 
@@ -221,8 +219,6 @@ def feature_matrix(
         X[i, _F["length"]] = math.log1p(len(text)) / 6.0
     X[:, _F["dense_x_bm25"]] = dense * rel
     X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
-    if boost is not None:
-        X[:, _F["doc_boost"]] = boost
     return X
 
 

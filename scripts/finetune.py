@@ -37,7 +37,10 @@ Measured (2026-11-28, 2 cores), train tune-A (12 articles, 2921 triples) -> test
   Seed check "What did London agree?" (seeds/000_a965798dc9f0230f.txt): the Geneva-consensus
   sentence ("Earlier this month, ...") stays second by cosine to "This London agreement is seen
   ..." with every variant (layers 2-5: 0.426 vs 0.428; layers 0-5: 0.430 vs 0.438).
-  Final artefact: all 24 tune articles; figures for it in the run log (see BENCHMARKS.md).
+  Reverse fold, layers 0-5 (train tune-B -> test tune-A, 2921 questions): R@1 0.6535, R@5 0.8730
+  (top two layers: 0.6306 / 0.8620).
+  Final artefact: all 24 tune articles, 5396 triples, 169 steps, 919 s (2 cores, partly shared);
+  seed cosines 0.396 (Geneva consensus) vs 0.465 ("This London agreement").
 
     python scripts/finetune.py --folds        # 2-fold estimate, writes nothing
     python scripts/finetune.py --fold AB      # one fold (train tune-A, test tune-B); --no-base skips base
