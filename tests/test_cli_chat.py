@@ -58,10 +58,13 @@ def test_chat_json_session(seed_index):
     for s in more["sentences"]:
         assert SEED_TEXT[s["start"] : s["end"]] == s["text"]
 
-    # :reset forgets: no sources, and the same follow-up without its context is not understood.
+    # :reset forgets: no sources, and the same follow-up is then asked on its own, exactly as a
+    # one-shot `qa ask` would answer it (no earlier question in its query).
     assert reset == {"command": "reset"}
     assert sources_after_reset == {"command": "sources", "paragraphs": []}
-    assert cold["question"] == "Who led them?" and cold["answered"] is False
+    (one_shot,) = json_lines(run_qa("ask", "--json", "Who led them?", "--index", str(seed_index)).stdout)
+    assert cold == one_shot
+    assert cold["score"] != follow["score"]
 
     assert bogus["command"] == ":bogus" and "unknown command" in bogus["error"]
     assert help_["command"] == "help" and ":sources" in help_["text"] and ":quit" in help_["text"]
