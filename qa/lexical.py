@@ -62,13 +62,17 @@ def _stem(words: list[str]) -> list[str]:
     return out
 
 
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    return [_stem([w for w in _WORD.findall(t.lower()) if w not in STOPWORDS]) for t in texts]
+    return [_stem(_words(t)) for t in texts]
 
 
 def query_terms(question: str) -> list[str]:
     """A question's search terms: its tokens without question words (all tokens if only those)."""
-    words = [w for w in _WORD.findall(question.lower()) if w not in STOPWORDS]
+    words = _words(question)
     content = [w for w in words if w not in QUESTION_WORDS]
     return _stem(content or words)
 
