@@ -63,8 +63,8 @@ def shipped_model() -> Path:
 def materialise(out_dir: Path, weights: Path = WEIGHTS) -> Path:
     """Write the bundled model with the shipped layers into out_dir; return out_dir.
 
-    Copies the bundled model folder into out_dir (unless it is already there), adds the shipped
-    changes to its tensors (see `tuned_tensors`) and saves it atomically, so that
+    Copies the bundled model folder into out_dir (unless it is already there) and writes, atomically,
+    its model.safetensors as the base tensors plus the shipped changes (see `tuned_tensors`), so that
     `SentenceTransformer(str(out_dir))` loads the fine-tuned model. Idempotent.
     Raises ValueError if the bundled base model is not the one the weights were trained on.
     `weights` defaults to the shipped file; scripts/fit_ranker.py passes per-fold files.
@@ -76,16 +76,17 @@ def materialise(out_dir: Path, weights: Path = WEIGHTS) -> Path:
 
     out_dir = Path(out_dir)
     base = Path(bundled_model_path())
-    tuned = tuned_tensors(weights, load_file(str(base / "model.safetensors")), base_file=base / "model.safetensors")
+    base_file = base / "model.safetensors"
+    tensors = load_file(str(base_file))
+    # The base tensors plus the shipped changes: the same file whatever out_dir held before.
+    tensors.update(tuned_tensors(weights, tensors, base_file=base_file))
+    with safe_open(str(base_file), framework="numpy") as f:
+        file_meta = f.metadata() or {"format": "pt"}
     if not (out_dir / "modules.json").is_file() or not (out_dir / "model.safetensors").is_file():
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(base, out_dir, dirs_exist_ok=True)
 
     target = out_dir / "model.safetensors"
-    with safe_open(str(target), framework="numpy") as f:
-        file_meta = f.metadata() or {"format": "pt"}
-    tensors = load_file(str(target))
-    tensors.update(tuned)
     # write a new file and rename over the old one: never write through a (hard-)linked original
     tmp = target.with_name(target.name + ".tmp")
     save_file(tensors, str(tmp), metadata=file_meta)
