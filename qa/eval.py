@@ -228,8 +228,11 @@ def _ask_all(bot, texts: list[str], top: int, progress, label: str):
 
 
 def _baselines(index, questions: list[Question], progress) -> list[Metrics]:
-    """Plain BM25 and plain dense retrieval over the same sentence rows."""
+    """Plain BM25 (bm25s's default parameters) and plain dense retrieval over the same sentence rows."""
+    from .lexical import PLAIN_B, PLAIN_K1, Bm25
+
     rows_meta = {s.row: s for s in index.sentences_at(range(index.sentence_count))}
+    plain = Bm25.in_memory([rows_meta[r].text for r in range(index.sentence_count)], PLAIN_K1, PLAIN_B)
     texts = [q.text for q in questions]
     tick = progress.task("Baselines", len(texts)) if progress else (lambda n: None)
     t0 = time.perf_counter()
@@ -239,7 +242,7 @@ def _baselines(index, questions: list[Question], progress) -> list[Metrics]:
     bm_ranks, dense_ranks = [], []
     t0 = time.perf_counter()
     for q, drow in zip(questions, dense_rows):
-        scores = index.bm25.scores(q.text)
+        scores = plain.scores(q.text)
         top = np.argsort(-scores, kind="stable")[:MRR_K]
         top = [r for r in top if scores[r] > 0]
         bm_ranks.append(rank_of_first_hit([_span(rows_meta[int(r)]) for r in top], q))
@@ -272,19 +275,16 @@ def run_selqa(path: Path, scratch: Path | None = None, baselines: bool = True, p
 
 
 def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:
-    import tempfile
-
     systems: dict[str, list[list[int]]] = {"qa (shipped)": []}
     if baselines:
         systems.update({"BM25 over sentences": [], "dense over sentences": []})
     tick = progress.task("Ranking", len(raw)) if progress else (lambda n: None)
     t0 = time.perf_counter()
-    from .lexical import Bm25
+    from .lexical import PLAIN_B, PLAIN_K1, Bm25
 
     all_cands = [c for item in raw for c in item["candidates"] if c.strip()]
-    bm25_dir = tempfile.TemporaryDirectory(prefix="qa-selqa-bm25-")  # one collection: IDF from every candidate
-    Bm25.build(all_cands, Path(bm25_dir.name))
-    bm25 = Bm25.load(Path(bm25_dir.name))
+    bm25 = Bm25.in_memory(all_cands)  # one collection: IDF from every candidate
+    plain = Bm25.in_memory(all_cands, PLAIN_K1, PLAIN_B) if baselines else None
     offset = 0
     for item in raw:
         cands = [c for c in item["candidates"]]
@@ -293,14 +293,13 @@ def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:
         texts = [cands[i] for i in keep]
         rows = np.arange(offset, offset + len(texts))
         offset += len(texts)
-        scores = rank_given(item["question"], texts, item.get("article", ""), rows, encoder, bm25, ranker)
+        scores = rank_given(item["question"], texts, item.get("article", ""), rows, encoder, bm25, ranker, plain)
         systems["qa (shipped)"].append(_gold_ranks(scores["shipped"], gold))
         if baselines:
             systems["BM25 over sentences"].append(_gold_ranks(scores["bm25"], gold))
             systems["dense over sentences"].append(_gold_ranks(scores["dense"], gold))
         tick(1)
     seconds = time.perf_counter() - t0
-    bm25_dir.cleanup()
     return {"file": str(path), "questions": len(raw), "seconds": round(seconds, 1),
             "systems": [{"system": name, **_map_mrr_p1(ranks)} for name, ranks in systems.items()]}
 

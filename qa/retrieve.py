@@ -237,12 +237,14 @@ def passage_windows(n: int, size: int = PASSAGE_SENTENCES, stride: int = PASSAGE
     return out
 
 
-def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, encoder, bm25, ranker: Ranker) -> dict[str, np.ndarray]:
+def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, encoder, bm25, ranker: Ranker,
+               plain_bm25=None) -> dict[str, np.ndarray]:
     """Score a fixed list of consecutive candidate sentences (answer-sentence selection).
 
     The features are those of `candidates`, with the list standing in for one document:
     neighbours are the sentences before and after, passages are windows like the chunker's.
-    `rows` are the texts' rows in `bm25`. Returns the shipped scores beside plain BM25 and dense.
+    `rows` are the texts' rows in `bm25`. Returns the shipped scores beside plain dense and BM25
+    (from `plain_bm25`, another parameterisation over the same rows, when given).
     """
     qv = encoder.encode([question])[0]
     dense = encoder.encode(texts) @ qv
@@ -261,4 +263,5 @@ def rank_given(question: str, texts: list[str], title: str, rows: np.ndarray, en
     one = np.zeros(n, dtype=np.int64)  # the candidates stand for one paragraph of one document
     X = feature_matrix(question, dense, passage, neighbor, bm, neighbor_bm, float(all_bm.max()) if all_bm.size else 0.0,
                        _coverage(all_matches[rows], n_terms), one, one, texts, [title] * n)
-    return {"shipped": ranker.score(X), "bm25": bm, "dense": dense}
+    plain = plain_bm25.scores_and_matches(query_terms(question))[0][rows] if plain_bm25 is not None else bm
+    return {"shipped": ranker.score(X), "bm25": plain, "dense": dense}
