@@ -106,7 +106,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
 
     last = conv.history[-1] if conv.history else None
     if not last or not last.answered:
-        msg = "No cited sources yet: ask a question first."
+        msg = "No cited sources yet: ask a question first." if not last else "The last question had no answer, so nothing was cited."
         print(json_line({"command": "sources", "paragraphs": []})) if json_out else con.print(msg, style="dim")
         return
     index = conv.bot.index

@@ -115,3 +115,9 @@ def test_chat_reports_empty_question_and_goes_on(seed_index):
 def test_chat_ends_at_end_of_input(seed_index):
     proc = chat(seed_index, ["Who led the trade delegations in London?"], "--json")  # no :quit
     assert len(json_lines(proc.stdout)) == 1
+
+
+def test_chat_sources_after_a_declined_question(seed_index):
+    out = chat(seed_index, [":sources", "What is the capital of France?", ":sources"]).stdout
+    assert out.index("No cited sources yet: ask a question first.") < out.index("No answer in the indexed articles.")
+    assert out.index("No answer in the indexed articles.") < out.index("The last question had no answer, so nothing was cited.")
