@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True, help="the --work folder of fit_ranker.py --cross-fit")
     ap.add_argument("settings", nargs="+", metavar="K1,B")
     args = ap.parse_args()
+    if not all((args.work / half / "index" / "CURRENT").exists() for half in ("xfit_a", "xfit_b")):
+        sys.exit(f"no out-of-fold indexes in {args.work}: run scripts/fit_ranker.py --cross-fit DIR --work {args.work} first")
     tune = load_json(args.squad)["data"][0::2]  # the tune split only
     halves = [fr.indexed(args.work, "xfit_a", tune[0::2]), fr.indexed(args.work, "xfit_b", tune[1::2])]
     for setting in args.settings:
