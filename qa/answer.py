@@ -97,25 +97,34 @@ class Bot:
         idx.check_model(Path(model) if model else None)
         return cls(idx)
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None) -> Answer:
-        """Answer one question. `context` (an earlier question) is added to the retrieval query."""
+    @property
+    def display_floor(self) -> float:
+        """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
+        return self.ranker.floor
+
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, floor: float = 0.0) -> Answer:
+        """Answer one question with its `top` best sentences, best first, each with its score.
+
+        `context` (an earlier question) is added to the retrieval query. Secondary sentences
+        scoring below `floor` are held back (in `Answer.more`); the first is always given.
+        """
         q = clean_question(question)
         query = f"{context} {q}" if context else q
         vec = self.index.embed([query])[0]
-        return self._answer(q, query, vec, top)
+        return self._answer(q, query, vec, top, floor)
 
-    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP) -> list[Answer]:
+    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
         vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
-        return [self._answer(q, q, v, top) for q, v in zip(qs, vecs)]
+        return [self._answer(q, q, v, top, floor) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation
 
         return Conversation(self)
 
-    def _answer(self, question: str, query: str, vec: np.ndarray, top: int) -> Answer:
+    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float) -> Answer:
         cands = candidates(self.index, vec, query)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
@@ -126,8 +135,8 @@ class Bot:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
         merged = self._merge_duplicates([cands.meta[i] for i in keep], scores[keep])
-        shown = [s for i, s in enumerate(merged[:top]) if i == 0 or s.score >= self.ranker.floor]
-        return Answer(question, True, shown, more=merged[len(shown) :], score=best)
+        n = 1 + sum(s.score >= floor for s in merged[1:top])  # scores descend: the shown are a prefix
+        return Answer(question, True, merged[:n], more=merged[n:], score=best)
 
     def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
         """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""

@@ -26,14 +26,13 @@ class Conversation:
     bot: Bot
     history: list[Answer] = field(default_factory=list)
     top: int = DEFAULT_TOP
+    floor: float = 0.0  # secondary sentences below this wait for `more` (see Bot.ask)
 
     def ask(self, question: str) -> Answer:
         q = clean_question(question)
         last = self._last_answered()
-        if last and is_follow_up(q):
-            answer = self.bot.ask(q, self.top, context=last.question)
-        else:
-            answer = self.bot.ask(q, self.top)
+        context = last.question if last and is_follow_up(q) else None
+        answer = self.bot.ask(q, self.top, context=context, floor=self.floor)
         self.history.append(answer)
         return answer
 

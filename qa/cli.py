@@ -109,7 +109,7 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
 def ask(
     question: str = typer.Argument(..., help="The question, or - to read one question per line from stdin"),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (JSON Lines when reading stdin)"),
-    top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Up to N ranked sentences"),
+    top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Up to N ranked sentences, best first (the terminal hides weak secondary ones)"),
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
@@ -127,7 +127,7 @@ def ask(
         questions = [line.rstrip("\n") for line in sys.stdin]
         questions = [q for q in questions if q.strip()]
         for start in range(0, len(questions), 64):
-            for a in bot.ask_many(questions[start : start + 64], top=top):
+            for a in bot.ask_many(questions[start : start + 64], top=top, floor=0.0 if json_out else bot.display_floor):
                 if json_out:
                     print(json_line(a.to_dict()), flush=False)
                 else:
@@ -135,7 +135,7 @@ def ask(
                     print_answer(con, a)
                     con.print()
         _exit_now()
-    a = bot.ask(question, top=top)
+    a = bot.ask(question, top=top, floor=0.0 if json_out else bot.display_floor)
     if json_out:
         print(json_line(a.to_dict()))
     elif sys.stdout.isatty():

@@ -45,7 +45,7 @@ def _lines_from_terminal():
 
 
 def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
-    conv = Conversation(bot, top=top)
+    conv = Conversation(bot, top=top, floor=0.0 if json_out else bot.display_floor)
     con = console()
     interactive = sys.stdin.isatty() and not json_out
     if interactive:

@@ -71,7 +71,7 @@ class Ranker:
     answerability_weights: list[float]  # one per name in ANSWERABILITY_FEATURES
     answerability_bias: float
     threshold: float  # answer only when answerability reaches this
-    floor: float  # secondary sentences with a lower sentence probability are not shown
+    floor: float  # the terminal does not show secondary sentences with a lower probability
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
 
