@@ -122,12 +122,13 @@ def ask(
     bot = _open_bot(index, corpus, model)
     from .render import console, json_line, print_answer, write_answer
 
+    floor = 0.0 if json_out else bot.display_floor  # scripts get every sentence asked for, with scores
     if question == "-":
         con = console()
         questions = [line.rstrip("\n") for line in sys.stdin]
         questions = [q for q in questions if q.strip()]
         for start in range(0, len(questions), 64):
-            for a in bot.ask_many(questions[start : start + 64], top=top, floor=0.0 if json_out else bot.display_floor):
+            for a in bot.ask_many(questions[start : start + 64], top=top, floor=floor):
                 if json_out:
                     print(json_line(a.to_dict()), flush=False)
                 else:
@@ -135,7 +136,7 @@ def ask(
                     print_answer(con, a)
                     con.print()
         _exit_now()
-    a = bot.ask(question, top=top, floor=0.0 if json_out else bot.display_floor)
+    a = bot.ask(question, top=top, floor=floor)
     if json_out:
         print(json_line(a.to_dict()))
     elif sys.stdout.isatty():
