@@ -123,8 +123,19 @@ def build(
         encoder = _encoder(root, old, model_dir)
         gen = _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progress, report)
         report.generation = gen.name
+        _drop_other_exports(root / "models", keep=encoder.folder)
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def _drop_other_exports(models: Path, keep: Path) -> None:
+    """Remove model exports the live generation does not use (left by a rebuild with another
+    model, or by an older qa's encoder): ~110 MB each. Old generations are gone already."""
+    import shutil
+
+    for folder in models.iterdir():
+        if folder.is_dir() and folder.resolve() != keep.resolve():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _model_to_export(old: Index | None, model: Path | None) -> Path | None:

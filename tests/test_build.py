@@ -302,3 +302,15 @@ def test_killed_writer_leaves_the_old_index_and_its_litter_is_cleared(corpus, ne
     report = build(root, [corpus])
     assert report.added == 1
     assert not list(root.glob(".gen-tmp-*"))
+
+
+def test_a_new_generation_drops_model_exports_it_does_not_use(seed_copy, corpus):
+    stale = seed_copy / "models" / "model-from-an-older-qa-0123456789abcdef"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"not a model")
+    live = Index.open(seed_copy).model_folder
+    report = build(seed_copy, [corpus])  # another corpus: a new generation
+    assert report.generation is not None
+    assert not stale.exists()
+    assert [p.name for p in (seed_copy / "models").iterdir()] == [live.name]
+    assert Index.open(seed_copy).model_folder == live
