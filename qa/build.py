@@ -117,6 +117,7 @@ def build(
         terms_changed = old is not None and old.manifest.get("terms", 1) != TERMS_VERSION
         if old and not fresh and not report.removed and not roots_changed and not terms_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
             report.sentences = old.sentence_count
+            _drop_other_exports(root / "models", keep=old.model_folder)
             report.seconds = time.perf_counter() - t0
             return report
 
@@ -130,7 +131,8 @@ def build(
 
 def _drop_other_exports(models: Path, keep: Path) -> None:
     """Remove model exports the live generation does not use (left by a rebuild with another
-    model, or by an older qa's encoder): ~110 MB each. Old generations are gone already."""
+    model, or by an older qa's encoder): ~110 MB each. Old generations are gone already.
+    Runs under the write lock, after every `qa index`."""
     import shutil
 
     for folder in models.iterdir():

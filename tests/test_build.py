@@ -304,13 +304,14 @@ def test_killed_writer_leaves_the_old_index_and_its_litter_is_cleared(corpus, ne
     assert not list(root.glob(".gen-tmp-*"))
 
 
-def test_a_new_generation_drops_model_exports_it_does_not_use(seed_copy, corpus):
+@pytest.mark.parametrize("new_generation", [True, False])
+def test_indexing_drops_model_exports_the_index_does_not_use(seed_copy, corpus, new_generation):
     stale = seed_copy / "models" / "model-from-an-older-qa-0123456789abcdef"
     stale.mkdir()
     (stale / "model.onnx").write_bytes(b"not a model")
     live = Index.open(seed_copy).model_folder
-    report = build(seed_copy, [corpus])  # another corpus: a new generation
-    assert report.generation is not None
+    report = build(seed_copy, [corpus] if new_generation else None)  # another corpus, or the same
+    assert (report.generation is not None) == new_generation
     assert not stale.exists()
     assert [p.name for p in (seed_copy / "models").iterdir()] == [live.name]
     assert Index.open(seed_copy).model_folder == live
