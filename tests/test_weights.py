@@ -13,10 +13,15 @@ from qa.weights import WEIGHTS, encode_tuned, shipped_model, tuned_tensors
 def test_default_model_is_the_base_with_the_shipped_layers(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("QA_MODEL", raising=False)
+    earlier = tmp_path / "cache" / "models" / f"{bundled_model_path().name}-squad-0123456789ab"  # an upgrade's leftover
+    earlier.mkdir(parents=True)
+    other = tmp_path / "cache" / "models" / "someone-elses-model"
+    other.mkdir()
     folder = default_model()
     assert folder == shipped_model()  # made once, then found
     assert folder.is_relative_to(tmp_path / "cache")
-    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temp folder left behind
+    # no temp folder left behind, the earlier shipped layers gone, nothing else touched
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, other.name])
 
     base = load_file(str(bundled_model_path() / "model.safetensors"))
     tuned = load_file(str(folder / "model.safetensors"))

@@ -57,6 +57,11 @@ def shipped_model() -> Path:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    # Folders of earlier shipped layers (~90 MB each) would pile up with every upgrade. Only an
+    # index build reads them, and another qa version would just make its own again.
+    for older in folder.parent.glob(f"{Path(bundled_model_path()).name}-squad-*"):
+        if older != folder and older.is_dir():
+            shutil.rmtree(older, ignore_errors=True)
     return folder
 
 
