@@ -135,7 +135,7 @@ def _drop_other_exports(models: Path, keep: Path) -> None:
     Runs under the write lock, after every `qa index`."""
     import shutil
 
-    for folder in models.iterdir():
+    for folder in models.iterdir() if models.is_dir() else ():
         if folder.is_dir() and folder.resolve() != keep.resolve():
             shutil.rmtree(folder, ignore_errors=True)
 
