@@ -206,11 +206,11 @@ def main() -> None:
     # question's evidence weakens as the collection grows (more articles compete for its best
     # candidates), so a threshold set on 12 articles answered fewer own questions on 24.
     if args.cross_fit:
-        whole = tune  # every tune article, indexed once with each fold model; asked only its out-of-fold half
+        # Every tune article, indexed once with each fold model, asked only its out-of-fold half.
         in_a = lambda q: int(Path(q.source).name[:3]) % 2 == 0  # noqa: E731 (article i of `tune`; A = even i)
         groups_24 = []
         for half, fold_model in (("A", "B"), ("B", "A")):
-            index_all, questions_all = indexed(args.work, f"xfit_all_{fold_model.lower()}", whole, model[fold_model])
+            index_all, questions_all = indexed(args.work, f"xfit_all_{fold_model.lower()}", tune, model[fold_model])
             asked = [q for q in questions_all if in_a(q) == (half == "A")]
             groups_24 += collect(index_all, asked, args.work / f"xfit_all_{fold_model.lower()}" / "features.npz")
     else:

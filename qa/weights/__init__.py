@@ -36,7 +36,8 @@ def shipped_model() -> Path:
     from ..errors import QAError
 
     digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:12]
-    folder = cache_dir() / "models" / f"{Path(bundled_model_path()).name}-squad-{digest}"
+    prefix = f"{Path(bundled_model_path()).name}-squad-"
+    folder = cache_dir() / "models" / f"{prefix}{digest}"
     if (folder / "modules.json").is_file():
         return folder
     tmp = None
@@ -59,7 +60,7 @@ def shipped_model() -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     # Folders of earlier shipped layers (~90 MB each) would pile up with every upgrade. Only an
     # index build reads them, and another qa version would just make its own again.
-    for older in folder.parent.glob(f"{Path(bundled_model_path()).name}-squad-*"):
+    for older in folder.parent.glob(f"{prefix}*"):
         if older != folder and older.is_dir():
             shutil.rmtree(older, ignore_errors=True)
     return folder
