@@ -206,10 +206,8 @@ def feature_matrix(
     X[:, _F["bm25_rr"]] = 1.0 / (1.0 + ranks(bm25))
     # Evidence pooled over the candidates of the same document and of the same paragraph.
     for group, (fd, fb) in ((docs, ("doc_dense", "doc_bm25")), (paragraphs, ("para_dense", "para_bm25"))):
-        for g in set(group.tolist()):
-            same = group == g
-            X[same, _F[fd]] = dense[same].max()
-            X[same, _F[fb]] = rel[same].max()
+        X[:, _F[fd]] = _group_max(group, dense)
+        X[:, _F[fb]] = _group_max(group, rel)
     X[:, _F["coverage"]] = coverage
     q_tokens = set(query_terms(question))
     distinct_titles = list(dict.fromkeys(titles))
@@ -222,6 +220,14 @@ def feature_matrix(
     X[:, _F["dense_x_bm25"]] = dense * rel
     X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
     return X
+
+
+def _group_max(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each element, the largest of `values` over the elements with the same `group`."""
+    _, inverse = np.unique(group, return_inverse=True)
+    best = np.full(inverse.max() + 1 if len(inverse) else 0, -np.inf, dtype=np.float64)
+    np.maximum.at(best, inverse, values)
+    return best[inverse]
 
 
 def passage_windows(n: int, size: int = PASSAGE_SENTENCES, stride: int = PASSAGE_STRIDE) -> list[tuple[int, int]]:
