@@ -172,7 +172,7 @@ def index_cmd(
     """Build or update the index. Only new and changed articles are embedded."""
     from dataclasses import asdict
 
-    from .render import json_line
+    from .render import counted, json_line
 
     root = _index_path(index)
     report = _build(root, paths or None, model, rebuild=rebuild, quiet=True)
@@ -180,10 +180,11 @@ def index_cmd(
         print(json_line(asdict(report)))
         return
     if report.generation is None:
-        print(f"Index at {root} is up to date: {report.documents} articles, {report.sentences} sentences ({report.seconds:.2f} s).")
+        print(f"Index at {root} is up to date: {counted(report.documents, 'article')}, "
+              f"{counted(report.sentences, 'sentence')} ({report.seconds:.2f} s).")
     else:
         print(
-            f"Indexed {report.documents} articles, {report.sentences} sentences into {root} "
+            f"Indexed {counted(report.documents, 'article')}, {counted(report.sentences, 'sentence')} into {root} "
             f"({report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged; "
             f"{report.embedded} texts embedded in {report.seconds:.1f} s)."
         )

@@ -20,6 +20,11 @@ def console(file: TextIO | None = None):
     return Console(file=file, highlight=False, soft_wrap=not file.isatty())
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 article", "2 articles"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def json_line(obj: dict) -> str:
     return json.dumps(obj, ensure_ascii=False)
 

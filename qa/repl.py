@@ -9,7 +9,7 @@ from pathlib import Path
 from .answer import Bot
 from .chat import Conversation
 from .errors import UsageError
-from .render import console, json_line, print_answer
+from .render import console, counted, json_line, print_answer
 
 HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
   :sources   full cited paragraphs of the last answer
@@ -50,7 +50,8 @@ def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
     interactive = sys.stdin.isatty() and not json_out
     if interactive:
         m = bot.index.manifest["counts"]
-        con.print(f"qa chat — {m['documents']} articles, {m['sentences']} sentences. Ask a question; :help for commands.", style="dim")
+        con.print(f"qa chat — {counted(m['documents'], 'article')}, {counted(m['sentences'], 'sentence')}. "
+                  "Ask a question; :help for commands.", style="dim")
     lines = _lines_from_terminal() if interactive else (line.rstrip("\n") for line in sys.stdin)
     for line in lines:
         text = line.strip()

@@ -25,7 +25,7 @@ def test_update_without_changes_is_a_no_op(seed_copy):
     before = tree_bytes(seed_copy)
     proc = run_qa("index", "--index", str(seed_copy))  # no paths: the folders indexed before
     assert proc.returncode == 0, proc.stderr
-    assert re.fullmatch(rf"Index at {re.escape(str(seed_copy))} is up to date: 1 articles, \d+ sentences \(\d+\.\d\d s\)\.\n", proc.stdout)
+    assert re.fullmatch(rf"Index at {re.escape(str(seed_copy))} is up to date: 1 article, \d+ sentences \(\d+\.\d\d s\)\.\n", proc.stdout)
     assert tree_bytes(seed_copy) == before
 
 
