@@ -224,8 +224,8 @@ def feature_matrix(
 
 def _group_max(group: np.ndarray, values: np.ndarray) -> np.ndarray:
     """For each element, the largest of `values` over the elements with the same `group`."""
-    _, inverse = np.unique(group, return_inverse=True)
-    best = np.full(inverse.max() + 1 if len(inverse) else 0, -np.inf, dtype=np.float64)
+    keys, inverse = np.unique(group, return_inverse=True)
+    best = np.full(len(keys), -np.inf)
     np.maximum.at(best, inverse, values)
     return best[inverse]
 
