@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UsageError
 from .index import Index, StoredSentence
+from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
 from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
@@ -19,9 +17,6 @@ if TYPE_CHECKING:
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3
-MAX_QUESTION_CHARS = 2000  # the embedding reads 256 word pieces anyway; BM25 gets the same text
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -67,15 +62,6 @@ class Answer:
             "score": round(self.score, 4),
             "sentences": [s.to_dict() for s in self.sentences],
         }
-
-
-def clean_question(question: str) -> str:
-    """Normalise a user's question; an empty one is a usage error."""
-    q = _CONTROL.sub(" ", unicodedata.normalize("NFC", question or ""))
-    q = " ".join(q.split())
-    if not q:
-        raise UsageError("the question is empty; ask something, e.g. qa ask \"What did London agree?\"")
-    return q[:MAX_QUESTION_CHARS]
 
 
 class Bot:

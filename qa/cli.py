@@ -11,6 +11,7 @@ import typer
 
 from .config import CORPUS_ENV, INDEX_ENV, MODEL_ENV
 from .errors import QAError, UsageError
+from .questions import EMPTY_HINT
 
 app = typer.Typer(
     add_completion=False,
@@ -115,28 +116,24 @@ def ask(
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Answer one question (or many, with -) from the indexed articles."""
-    from .answer import clean_question
+    from .questions import check_line
 
+    single = None
     if question != "-":
-        clean_question(question)  # reject an empty question before loading anything
+        # Argument bytes that are not UTF-8 arrive as lone surrogates: drop them, say so.
+        single = check_line(1, question, "question")
+        if single.question is None:
+            raise UsageError(f"the question is empty; {EMPTY_HINT}")
+        if single.warning:
+            _warn(single.warning.removeprefix("question 1: "))
     bot = _open_bot(index, corpus, model)
     from .render import console, json_line, print_answer, write_answer
 
     floor = 0.0 if json_out else bot.display_floor  # scripts get every sentence asked for, with scores
-    if question == "-":
-        con = console()
-        questions = [line.rstrip("\n") for line in sys.stdin]
-        questions = [q for q in questions if q.strip()]
-        for start in range(0, len(questions), 64):
-            for a in bot.ask_many(questions[start : start + 64], top=top, floor=floor):
-                if json_out:
-                    print(json_line(a.to_dict()), flush=False)
-                else:
-                    con.print(f"Q: {a.question}", style="bold")
-                    print_answer(con, a)
-                    con.print()
+    if single is None:
+        _ask_batch(bot, top, floor, json_out)
         _exit_now()
-    a = bot.ask(question, top=top, floor=floor)
+    a = bot.ask(single.question, top=top, floor=floor)
     if json_out:
         print(json_line(a.to_dict()))
     elif sys.stdout.isatty():
@@ -144,6 +141,35 @@ def ask(
     else:
         write_answer(sys.stdout, a)
     _exit_now()
+
+
+def _ask_batch(bot, top: int, floor: float, json_out: bool) -> None:
+    """Questions from stdin, one per line, answered in order in batches of 64.
+
+    A line that is not UTF-8 is repaired and one that cleans to nothing is skipped, each with a
+    warning naming its line; the rest of the batch is always answered. JSON objects carry the
+    input line number, so a script can match answers to questions across skipped lines.
+    """
+    from itertools import islice
+
+    from .questions import read_lines
+    from .render import console, json_line, print_answer
+
+    con = console()
+    lines = read_lines(sys.stdin.buffer)
+    while batch := list(islice(lines, 64)):
+        for line in batch:
+            if line.warning:
+                _warn(line.warning)
+        asked = [line for line in batch if line.question is not None]
+        for line, a in zip(asked, bot.ask_many([line.question for line in asked], top=top, floor=floor)):
+            if json_out:
+                print(json_line({**a.to_dict(), "line": line.number}), flush=False)
+            else:
+                con.print(f"Q: {a.question}", style="bold")
+                print_answer(con, a)
+                con.print()
+        sys.stdout.flush()
 
 
 @app.command()

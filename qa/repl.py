@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .answer import Bot
 from .chat import Conversation
-from .errors import UsageError
+from .questions import check_line, read_lines
 from .render import console, counted, json_line, print_answer
 
 HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
@@ -35,13 +35,17 @@ def _lines_from_terminal():
     except OSError:
         history = InMemoryHistory()
     session = PromptSession(history=history)
+    number = 0
     while True:
         try:
-            yield session.prompt("? ")
+            text = session.prompt("? ")
         except KeyboardInterrupt:  # Ctrl-C clears the line, the session goes on
             continue
         except EOFError:
             return
+        number += 1
+        if text.strip():
+            yield check_line(number, text, "question")
 
 
 def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
@@ -52,20 +56,17 @@ def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
         m = bot.index.manifest["counts"]
         con.print(f"qa chat — {counted(m['documents'], 'article')}, {counted(m['sentences'], 'sentence')}. "
                   "Ask a question; :help for commands.", style="dim")
-    lines = _lines_from_terminal() if interactive else (line.rstrip("\n") for line in sys.stdin)
-    for line in lines:
-        text = line.strip()
-        if not text:
+    for line in _lines_from_terminal() if interactive else read_lines(sys.stdin.buffer):
+        if line.warning:
+            print(f"qa: warning: {line.warning}", file=sys.stderr)
+        if line.question is None:
             continue
+        text = line.question
         if text.startswith(":"):
             if not _command(text, conv, con, json_out):
                 return
             continue
-        try:
-            answer = conv.ask(text)
-        except UsageError as e:
-            print(f"qa: error: {e}", file=sys.stderr)
-            continue
+        answer = conv.ask(text)
         if json_out:
             print(json_line(answer.to_dict()), flush=True)
         else:
