@@ -36,29 +36,55 @@ def _warn(msg: str) -> None:
 
 
 class _RichProgress:
-    """Progress bars on stderr (only drawn when stderr is a terminal)."""
+    """Progress on stderr: bars on a terminal; elsewhere (a log, a pipe) a plain line every few
+    seconds, so a long `qa index` under a script or a service manager is never silent."""
 
     def __init__(self) -> None:
+        self.progress = None
+        if not sys.stderr.isatty():
+            return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(file=sys.stderr), transient=True,
-            # Off a terminal rich would still print a blank line on stop; scripts read stderr.
-            disable=not sys.stderr.isatty(),
         )
 
     def __enter__(self):
-        self.progress.start()
+        if self.progress:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress:
+            self.progress.stop()
 
     def task(self, description: str, total: int):
-        task = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(task, n)
+        if self.progress:
+            task = self.progress.add_task(description, total=total)
+            return lambda n: self.progress.advance(task, n)
+        return _progress_lines(description, total)
+
+
+PROGRESS_SECONDS_ENV = "QA_PROGRESS_SECONDS"  # seconds between plain progress lines (default 5)
+
+
+def _progress_lines(description: str, total: int):
+    """A tick function that prints `qa: Embedding 1200/5000` at most every few seconds."""
+    import time
+
+    every = float(os.environ.get(PROGRESS_SECONDS_ENV) or 5)
+    state = {"done": 0, "last": time.monotonic()}
+
+    def tick(n: int) -> None:
+        state["done"] += n
+        now = time.monotonic()
+        if now - state["last"] >= every and state["done"] < total:
+            state["last"] = now
+            print(f"qa: {description} {state['done']}/{total}", file=sys.stderr, flush=True)
+
+    return tick
 
 
 def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False):
@@ -275,6 +301,24 @@ def bench(
     if out:
         b.write_markdown(out, section)
     print(json_line(result) if json_out else section)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"qa {version('qa')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("qa (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print qa's version and exit"),
+) -> None:
+    """Answer questions from a local collection of news articles with cited, verbatim sentences."""
 
 
 def main() -> None:
