@@ -27,9 +27,14 @@ class Citation:
     end: int
     paragraph: int
     doc: int  # internal document id
+    date: str | None = None  # the article's publication date (ISO 8601), when known
+    url: str | None = None
+    byte_start: int | None = None  # the same span in bytes of the document text as UTF-8
+    byte_end: int | None = None
+    row: int = -1  # internal sentence row
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "doc"}
+        return {k: v for k, v in asdict(self).items() if k not in ("doc", "row")}
 
 
 @dataclass
@@ -121,6 +126,7 @@ class Bot:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
         merged = self._merge_duplicates([cands.meta[i] for i in keep], scores[keep])
+        _add_byte_spans(self.index, merged)
         n = 1 + sum(s.score >= floor for s in merged[1:top])  # scores descend: the shown are a prefix
         return Answer(question, True, merged[:n], more=merged[n:], score=best)
 
@@ -141,4 +147,12 @@ class Bot:
 
 
 def _citation(s: StoredSentence) -> Citation:
-    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc)
+    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc, s.date, s.url, row=s.row)
+
+
+def _add_byte_spans(index: Index, sentences: list[AnswerSentence]) -> None:
+    """Fill in byte offsets of every citation of an answer, in one query."""
+    citations = [c for s in sentences for c in (s.citation, *s.also)]
+    spans = index.byte_spans([c.row for c in citations])
+    for c in citations:
+        c.byte_start, c.byte_end = spans[c.row]

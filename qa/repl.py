@@ -9,7 +9,7 @@ from pathlib import Path
 from .answer import Bot
 from .chat import Conversation
 from .questions import check_line, read_lines
-from .render import console, counted, json_line, print_answer
+from .render import console, counted, json_line, print_answer, where
 
 HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
   :sources   full cited paragraphs of the last answer
@@ -119,6 +119,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         if p is None:
             start, end, text = index.paragraph_text(c.doc, c.paragraph)
             p = paragraphs[(c.doc, c.paragraph)] = {"markers": [], "source": c.source, "title": c.title, "paragraph": c.paragraph,
+                                                    "date": c.date, "url": c.url,
                                                     "start": start, "end": end, "text": text, "cited": []}
         p["markers"].append(i)
         p["cited"].append([c.start - p["start"], c.end - p["start"]])
@@ -128,7 +129,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         return
     for p in paragraphs:
         markers = "".join(f"[{m}]" for m in p["markers"])
-        con.print(Text(f"{markers} {p['title']} — {p['source']}, paragraph {p['paragraph']}", style="bold"))
+        con.print(Text(f"{markers} {p['title']} — {where(p['source'], p['date'], p['paragraph'])}", style="bold"))
         body = Text(p["text"])
         for start, end in p["cited"]:
             body.stylize("underline", start, end)
