@@ -10,6 +10,7 @@ import numpy as np
 
 from .index import Index, StoredSentence
 from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
+from .recency import DateRange, newer_first
 from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
@@ -93,30 +94,35 @@ class Bot:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
         return self.ranker.floor
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, floor: float = 0.0) -> Answer:
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, floor: float = 0.0,
+            dates: DateRange | None = None) -> Answer:
         """Answer one question with its `top` best sentences, best first, each with its score.
 
         `context` (an earlier question) is added to the retrieval query. Secondary sentences
         scoring below `floor` are held back (in `Answer.more`); the first is always given.
+        `dates` (a recency.DateRange) keeps only articles published in that range.
         """
         q = clean_question(question)
         query = f"{context} {q}" if context else q
         vec = self.index.embed([query])[0]
-        return self._answer(q, query, vec, top, floor)
+        return self._answer(q, query, vec, top, floor, dates)
 
-    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0) -> list[Answer]:
+    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0,
+                 dates: DateRange | None = None) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
         vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
-        return [self._answer(q, q, v, top, floor) for q, v in zip(qs, vecs)]
+        return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation
 
         return Conversation(self)
 
-    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float) -> Answer:
-        cands = candidates(self.index, vec, query)
+    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float,
+                dates: DateRange | None = None) -> Answer:
+        allowed = self.index.documents_dated(dates) if dates else None
+        cands = candidates(self.index, vec, query, allowed)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
@@ -125,10 +131,20 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._merge_duplicates([cands.meta[i] for i in keep], scores[keep])
+        merged = self._newer_first(question, self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)
-        n = 1 + sum(s.score >= floor for s in merged[1:top])  # scores descend: the shown are a prefix
+        # After the first, sentences are in score order: the ones shown are a prefix.
+        n = 1 + sum(s.score >= floor for s in merged[1:top])
         return Answer(question, True, merged[:n], more=merged[n:], score=best)
+
+    def _newer_first(self, question: str, ranked: list[AnswerSentence]) -> list[AnswerSentence]:
+        """Put a newer article's sentence on the same thing first where time matters (qa.recency)."""
+        if not any(s.citation.date for s in ranked):
+            return ranked  # an undated collection: nothing to weigh, nothing read
+        vecs = self.index.sentence_vectors_at([s.row for s in ranked])
+        order = newer_first(question, np.array([s.score for s in ranked]), [s.citation.date for s in ranked], vecs @ vecs.T,
+                            floor=self.ranker.floor)
+        return [ranked[i] for i in order]
 
     def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
         """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .answer import DEFAULT_TOP, Answer, AnswerSentence, Bot, clean_question
+from .recency import DateRange
 
 # Words that point back at something said before ("Who led them?", "When did he resign?").
 _ANAPHORA = re.compile(
@@ -27,12 +28,13 @@ class Conversation:
     history: list[Answer] = field(default_factory=list)
     top: int = DEFAULT_TOP
     floor: float = 0.0  # secondary sentences below this wait for `more` (see Bot.ask)
+    dates: DateRange = field(default_factory=DateRange)  # only articles published in this range
 
     def ask(self, question: str) -> Answer:
         q = clean_question(question)
         last = self._last_answered()
         context = last.question if last and is_follow_up(q) else None
-        answer = self.bot.ask(q, self.top, context=context, floor=self.floor)
+        answer = self.bot.ask(q, self.top, context=context, floor=self.floor, dates=self.dates)
         self.history.append(answer)
         return answer
 

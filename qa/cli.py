@@ -22,6 +22,8 @@ app = typer.Typer(
 
 IndexOpt = typer.Option(None, "--index", "-i", envvar=INDEX_ENV, help="Index folder [default: ./embeddings]")
 CorpusOpt = typer.Option(None, "--corpus", "-c", envvar=CORPUS_ENV, help="Articles to index when the index is missing [default: ./seeds]")
+SinceOpt = typer.Option(None, "--since", help="Only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+UntilOpt = typer.Option(None, "--until", help="Only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
 ModelOpt = typer.Option(None, "--model", envvar=MODEL_ENV, help="sentence-transformers model folder [default: bundled all-MiniLM-L6-v2]")
 
 
@@ -132,18 +134,28 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
     return bot
 
 
+def _check_dates(bot, dates) -> None:
+    """Warn when a date range leaves no article at all (undated ones never count)."""
+    if dates and not bot.index.documents_dated(dates).any():
+        _warn(f"no indexed article is dated {dates} (`qa sources` lists the dates; undated articles are left out by --since/--until)")
+
+
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question, or - to read one question per line from stdin"),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (JSON Lines when reading stdin)"),
     top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Up to N ranked sentences, best first (the terminal hides weak secondary ones)"),
+    since: Optional[str] = SinceOpt,
+    until: Optional[str] = UntilOpt,
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Answer one question (or many, with -) from the indexed articles."""
     from .questions import check_line
+    from .recency import DateRange
 
+    dates = DateRange.parse(since, until)  # a bad date is refused before anything is loaded
     single = None
     if question != "-":
         # Argument bytes that are not UTF-8 arrive as lone surrogates: drop them, say so.
@@ -153,13 +165,14 @@ def ask(
         if single.warning:
             _warn(single.warning.removeprefix("question 1: "))
     bot = _open_bot(index, corpus, model)
+    _check_dates(bot, dates)
     from .render import console, json_line, print_answer, write_answer
 
     floor = 0.0 if json_out else bot.display_floor  # scripts get every sentence asked for, with scores
     if single is None:
-        _ask_batch(bot, top, floor, json_out)
+        _ask_batch(bot, top, floor, json_out, dates)
         _exit_now()
-    a = bot.ask(single.question, top=top, floor=floor)
+    a = bot.ask(single.question, top=top, floor=floor, dates=dates)
     if json_out:
         print(json_line(a.to_dict()))
     elif sys.stdout.isatty():
@@ -169,7 +182,7 @@ def ask(
     _exit_now()
 
 
-def _ask_batch(bot, top: int, floor: float, json_out: bool) -> None:
+def _ask_batch(bot, top: int, floor: float, json_out: bool, dates) -> None:
     """Questions from stdin, one per line, answered in order in batches of 64.
 
     A line that is not UTF-8 is repaired and one that cleans to nothing is skipped, each with a
@@ -188,7 +201,7 @@ def _ask_batch(bot, top: int, floor: float, json_out: bool) -> None:
             if line.warning:
                 _warn(line.warning)
         asked = [line for line in batch if line.question is not None]
-        for line, a in zip(asked, bot.ask_many([line.question for line in asked], top=top, floor=floor)):
+        for line, a in zip(asked, bot.ask_many([line.question for line in asked], top=top, floor=floor, dates=dates)):
             if json_out:
                 print(json_line({**a.to_dict(), "line": line.number}), flush=False)
             else:
@@ -202,15 +215,20 @@ def _ask_batch(bot, top: int, floor: float, json_out: bool) -> None:
 def chat(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per question (for scripts)"),
     top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Sentences per answer"),
+    since: Optional[str] = SinceOpt,
+    until: Optional[str] = UntilOpt,
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Talk to the articles: follow-up questions use the conversation. :help lists commands."""
+    from .recency import DateRange
     from .repl import run
 
+    dates = DateRange.parse(since, until)
     bot = _open_bot(index, corpus, model)
-    run(bot, top=top, json_out=json_out)
+    _check_dates(bot, dates)
+    run(bot, top=top, json_out=json_out, dates=dates)
 
 
 @app.command("index")
@@ -240,6 +258,27 @@ def index_cmd(
             f"({report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged; "
             f"{report.embedded} texts embedded in {report.seconds:.1f} s)."
         )
+
+
+@app.command()
+def sources(
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per article (JSON Lines)"),
+    index: Optional[Path] = IndexOpt,
+) -> None:
+    """List the indexed articles: date, title, source, url and sentence count, newest first."""
+    from .index import Index
+    from .render import counted, json_line
+
+    articles = Index.open(_index_path(index)).articles()
+    for a in articles:
+        if json_out:
+            print(json_line(a.to_dict()))
+        else:
+            url = f" <{a.url}>" if a.url else ""
+            print(f"{(a.date or 'undated')[:10]:<10}  {a.title or '(untitled)'} — {a.source}{url}, {counted(a.sentences, 'sentence')}")
+    if not json_out:
+        print(f"{counted(len(articles), 'article')}.")
+    _exit_now()
 
 
 @app.command("eval")

@@ -62,6 +62,21 @@ class StoredSentence:
     url: str | None = None
 
 
+@dataclass
+class Article:
+    """One indexed document, as `qa sources` lists it."""
+
+    source: str
+    title: str
+    date: str | None
+    url: str | None
+    sentences: int
+    key: str
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "title": self.title, "date": self.date, "url": self.url, "sentences": self.sentences}
+
+
 class Index:
     """Read side of one generation. Opening is cheap; every part loads on first use."""
 
@@ -208,6 +223,23 @@ class Index:
         )
         found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
         return [found[r] for r in rows if r in found]
+
+    def articles(self) -> list[Article]:
+        """Every indexed document, newest first (undated ones last), then by source."""
+        q = (
+            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.key FROM documents d "
+            "LEFT JOIN sentences s ON s.doc = d.id GROUP BY d.id "
+            "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id"
+        )
+        return [Article(*row) for row in self._guard("meta.sqlite", lambda: self.db.execute(q).fetchall())]
+
+    def documents_dated(self, dates) -> np.ndarray:
+        """A boolean per document id: is the document's date within `dates` (a recency.DateRange)?"""
+        found = self._guard("meta.sqlite", lambda: self.db.execute("SELECT id, date FROM documents").fetchall())
+        allowed = np.zeros(max((i for i, _ in found), default=0) + 1, dtype=bool)
+        for doc, when in found:
+            allowed[doc] = dates.holds(when)
+        return allowed
 
     def byte_spans(self, rows) -> dict[int, tuple[int, int]]:
         """{row: (byte_start, byte_end)}: a sentence's offsets in its document text encoded as UTF-8.

@@ -8,13 +8,17 @@ from pathlib import Path
 
 from .answer import Bot
 from .chat import Conversation
+from .errors import UsageError
 from .questions import check_line, read_lines
+from .recency import DateRange
 from .render import console, counted, json_line, print_answer, where
 
 HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
   :sources   full cited paragraphs of the last answer
   :more      the next best sentences for the last question
   :reset     forget the conversation
+  :since D   only articles published on or after D (YYYY, YYYY-MM or YYYY-MM-DD); :since off
+  :until D   only articles published on or before D; :until off
   :help      this help
   :quit      leave (or Ctrl-D)"""
 
@@ -48,8 +52,8 @@ def _lines_from_terminal():
             yield check_line(number, text, "question")
 
 
-def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
-    conv = Conversation(bot, top=top, floor=0.0 if json_out else bot.display_floor)
+def run(bot: Bot, top: int = 3, json_out: bool = False, dates: DateRange | None = None) -> None:
+    conv = Conversation(bot, top=top, floor=0.0 if json_out else bot.display_floor, dates=dates or DateRange())
     con = console()
     interactive = sys.stdin.isatty() and not json_out
     if interactive:
@@ -95,12 +99,31 @@ def _command(text: str, conv: Conversation, con, json_out: bool) -> bool:
         else:
             print_answer(con, last, more, first_marker=shown_before + 1)
             con.print()
+    elif cmd in (":since", ":until"):
+        _date_bound(cmd, text, conv, con, json_out)
     elif cmd == ":sources":
         _sources(conv, con, json_out)
     else:
         msg = f"unknown command {cmd}; :help lists the commands"
         print(json_line({"command": cmd, "error": msg})) if json_out else con.print(msg, style="yellow")
     return True
+
+
+def _date_bound(cmd: str, text: str, conv: Conversation, con, json_out: bool) -> None:
+    """`:since D` / `:until D` set a bound of the date range, `off` (or nothing) clears it."""
+    arg = text.split(maxsplit=1)[1].strip() if len(text.split(maxsplit=1)) > 1 else ""
+    value = None if arg.lower() in ("", "off", "none", "-") else arg
+    since, until = (value, conv.dates.until) if cmd == ":since" else (conv.dates.since, value)
+    try:
+        conv.dates = DateRange.parse(since, until)
+    except UsageError as e:
+        print(json_line({"command": cmd[1:], "error": str(e)})) if json_out else con.print(str(e), style="yellow")
+        return
+    d = conv.dates
+    if json_out:
+        print(json_line({"command": cmd[1:], "since": d.since, "until": d.until}))
+    else:
+        con.print(f"Articles {d}." if d else "All articles, whatever their date.", style="dim")
 
 
 def _sources(conv: Conversation, con, json_out: bool) -> None:
