@@ -234,7 +234,7 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
     chunks: list[tuple[int, Document, list[Sentence], list[Passage]]] = []
     tick = progress.task("Reading articles", len(fresh))
     for doc in fresh:
-        sentences, passages = chunk(doc, encoder.count_tokens)
+        sentences, passages = chunk(doc, encoder.count_tokens, encoder.token_budget)
         chunks.append((counters["document"], doc, sentences, passages))
         counters["document"] += 1
         tick(1)
