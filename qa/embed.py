@@ -232,6 +232,13 @@ def ensure_exported(model_dir: Path, store: Path | None = None) -> Path:
     return folder
 
 
+def encoder_folder(model_dir: Path | None) -> Path:
+    """The export to embed with for `--model DIR`, or for the default model when None."""
+    from .exports import SHIPPED_EXPORT
+
+    return SHIPPED_EXPORT if model_dir is None else ensure_exported(model_dir)
+
+
 class OnnxEncoder:
     """Embeds texts with an exported model. Loads in ~0.1 s; no torch."""
 
