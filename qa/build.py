@@ -8,7 +8,6 @@ document gets new sentence ids, and ids of removed ones are never handed out aga
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -131,24 +130,12 @@ def build(
 
 
 def _drop_other_exports(root: Path, keep: Path) -> None:
-    """Retire `<index>/models/`, where qa kept a private export per index (~110 MB each) before
-    exports moved to the shared cache (qa/exports.py). The one the live generation still reads
-    from there moves to the cache first; the rest (other models, older encoders) goes.
+    """Retire the index's own models/ folder of earlier qa versions (~110 MB each): the export
+    the live generation still reads from there moves to the shared cache, the rest goes.
     Runs under the write lock, after every `qa index`."""
-    from .exports import LEGACY_FOLDER, exports_dir
+    from .exports import retire_index_exports
 
-    legacy = root / LEGACY_FOLDER
-    if not legacy.is_dir():
-        return
-    if keep.parent.resolve() == legacy.resolve():
-        target = exports_dir() / keep.name
-        if not (target / "encoder.json").is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".move-{target.name}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(keep, tmp)  # a copy, not a rename: the cache may be on another disk
-            os.replace(tmp, target)
-    shutil.rmtree(legacy, ignore_errors=True)
+    retire_index_exports(root, keep)
 
 
 def _model_to_export(old: Index | None, model: Path | None) -> Path | None:
@@ -161,7 +148,7 @@ def _model_to_export(old: Index | None, model: Path | None) -> Path | None:
         if old:
             old.check_model(model_dir)
     if old is None or old.find_model_folder() is not None:
-        return model_dir if old is None else None
+        return model_dir  # None: the old index's export, or (a new index) the shipped one
     # The old index's export is gone from the cache: export its model again, if it is still there.
     from .embed import ensure_exported
 
@@ -189,10 +176,13 @@ def _encoder(root: Path, old: Index | None, model_dir: Path | None):
     try:
         return OnnxEncoder(folder)
     except Exception as e:  # a damaged export fails in onnxruntime or tokenizers, each with its own types
-        if model_dir is None or folder == SHIPPED_EXPORT:
-            if folder == SHIPPED_EXPORT:
-                raise QAError(f"the model shipped with qa ({folder}) is unreadable ({e}); reinstall qa") from None
-            raise IndexUnusable(f"model export {folder} is unreadable ({e}); {REBUILD_HINT}") from None
+        if folder == SHIPPED_EXPORT:
+            raise QAError(f"the model shipped with qa ({folder}) is unreadable ({e}); reinstall qa") from None
+        if model_dir is None:
+            raise IndexUnusable(
+                f"model export {folder} is unreadable ({e}); delete that folder and run `qa index` to export "
+                f"the model again, or {REBUILD_HINT}"
+            ) from None
     # We were asked to export this model anyway: replace the damaged copy in the cache.
     shutil.rmtree(folder)
     return OnnxEncoder(ensure_exported(model_dir))

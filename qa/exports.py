@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,3 +76,26 @@ def require_export_extra(what: str, shipped: bool = False) -> None:
     missing = [name.replace("_", "-") for name in names if importlib.util.find_spec(name) is None]
     if missing:
         raise QAError(f"{what} needs {', '.join(missing)} (the default install leaves them out); {EXPORT_EXTRA}")
+
+
+def retire_index_exports(index_root: Path, keep: Path) -> None:
+    """Remove `<index>/models/` (earlier qa versions kept a private export per index there),
+    first moving `keep` - the export the live generation reads - to the cache if it is in there."""
+    legacy = index_root / LEGACY_FOLDER
+    if not legacy.is_dir():
+        return
+    if keep.parent.resolve() == legacy.resolve():
+        target = exports_dir() / keep.name
+        if not (target / "encoder.json").is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".move-", dir=target.parent))
+            try:
+                shutil.copytree(keep, tmp, dirs_exist_ok=True)  # a copy: the cache may be on another disk
+                tmp.chmod(0o755)
+                os.replace(tmp, target)
+            except OSError:  # another index moved the same export meanwhile: same content
+                if not (target / "encoder.json").is_file():
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(legacy, ignore_errors=True)
