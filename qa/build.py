@@ -152,7 +152,11 @@ def _model_to_export(old: Index | None, model: Path | None) -> Path | None:
     # The old index's export is gone from the cache: export its model again, if it is still there.
     from .embed import ensure_exported
 
+    from .exports import SHIPPED_SOURCE
+
     source = model_dir or Path(old.manifest["model"].get("model_path", ""))
+    if str(source) == SHIPPED_SOURCE:  # qa was upgraded to newly tuned default weights
+        raise IndexUnusable(f"index at {old.root} was built with another version of qa's default model; {REBUILD_HINT}")
     if not (source / "config.json").is_file():
         raise IndexUnusable(
             f"index at {old.root} was built with model {old.model_id}, whose ONNX export is not in "

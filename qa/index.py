@@ -121,7 +121,11 @@ class Index:
 
         folder = self.find_model_folder()
         if folder is None:
+            from .exports import SHIPPED_SOURCE
+
             source = self.manifest["model"].get("model_path", "?")
+            if source == SHIPPED_SOURCE:  # qa was upgraded to newly tuned default weights
+                raise IndexUnusable(f"index at {self.root} was built with another version of qa's default model; {REBUILD_HINT}")
             raise IndexUnusable(
                 f"index at {self.root} embeds with model {self.model_id}, whose ONNX export is missing from "
                 f"{self.model_folder.parent}; run `qa index --index {self.root}` to export {source} again, or {REBUILD_HINT}"

@@ -215,3 +215,17 @@ def test_model_option_without_torch_names_the_extra(tmp_path, small_model):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=qa_env(), capture_output=True, text=True, timeout=120)
     line = assert_clean_error(proc)
     assert "torch" in line and "'.[export]'" in line
+
+
+def test_an_index_of_an_earlier_default_model(seed_copy):
+    """After an upgrade that ships newly tuned default weights, an index of the old ones cannot
+    embed questions alike: a one-line error that names the rebuild, for asking and updating."""
+    index = Index.open(seed_copy)
+    model = {**index.manifest["model"], "model_id": "model-squad-000000000000-0123456789abcdef", "model_path": "qa.weights"}
+    (index.folder / "manifest.json").write_text(json.dumps(dict(index.manifest, model=model)))
+    for args in (["ask", QUESTION], ["index"]):
+        line = assert_clean_error(run_qa(*args, "--index", str(seed_copy)))
+        assert "another version of qa's default model" in line and "`qa index --rebuild`" in line
+    proc = run_qa("index", "--rebuild", "--index", str(seed_copy))
+    assert proc.returncode == 0, proc.stderr
+    assert Index.open(seed_copy).model_folder == SHIPPED_EXPORT
