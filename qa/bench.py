@@ -138,7 +138,9 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
     t0 = time.perf_counter()
     ours.encode(texts)
     ours_tps = len(texts) / (time.perf_counter() - t0)
-    st = load_sentence_transformer(Path(idx.manifest["model"]["model_path"]))
+    from .exports import model_source
+
+    st = load_sentence_transformer(model_source(idx.manifest["model"]))
     st.encode(texts[:64])
     t0 = time.perf_counter()
     st.encode(texts, batch_size=64)

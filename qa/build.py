@@ -117,54 +117,79 @@ def build(
         terms_changed = old is not None and old.manifest.get("terms", 1) != TERMS_VERSION
         if old and not fresh and not report.removed and not roots_changed and not terms_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
             report.sentences = old.sentence_count
-            _drop_other_exports(root / "models", keep=old.model_folder)
+            _drop_other_exports(root, keep=old.model_folder)
             report.seconds = time.perf_counter() - t0
             return report
 
         encoder = _encoder(root, old, model_dir)
         gen = _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progress, report)
         report.generation = gen.name
-        _drop_other_exports(root / "models", keep=encoder.folder)
+        _drop_other_exports(root, keep=encoder.folder)
         report.seconds = time.perf_counter() - t0
         return report
 
 
-def _drop_other_exports(models: Path, keep: Path) -> None:
-    """Remove model exports the live generation does not use (left by a rebuild with another
-    model, or by an older qa's encoder): ~110 MB each. Old generations are gone already.
+def _drop_other_exports(root: Path, keep: Path) -> None:
+    """Retire the index's own models/ folder of earlier qa versions (~110 MB each): the export
+    the live generation still reads from there moves to the shared cache, the rest goes.
     Runs under the write lock, after every `qa index`."""
-    import shutil
+    from .exports import retire_index_exports
 
-    for folder in models.iterdir() if models.is_dir() else ():
-        if folder.is_dir() and folder.resolve() != keep.resolve():
-            shutil.rmtree(folder, ignore_errors=True)
+    retire_index_exports(root, keep)
 
 
 def _model_to_export(old: Index | None, model: Path | None) -> Path | None:
-    """The model folder to embed with, checked; None means the export the old index was built with."""
-    if old and model is None and (old.model_folder / "model.onnx").is_file():
-        return None
+    """The model folder to embed with, checked; None means the export is there already: the one
+    the old index was built with, or (a new index) the shipped default model's."""
     model_dir = model or default_model()
-    if not model_dir.is_dir():
-        raise QAError(f"model folder '{model_dir}' not found; pass --model DIR (a sentence-transformers folder)")
-    if old:
-        old.check_model(model_dir)
-    return model_dir
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            raise QAError(f"model folder '{model_dir}' not found; pass --model DIR (a sentence-transformers folder)")
+        if old:
+            old.check_model(model_dir)
+    if old is None or old.find_model_folder() is not None:
+        return model_dir  # None: the old index's export, or (a new index) the shipped one
+    # The old index's export is gone from the cache: export its model again, if it is still there.
+    from .embed import ensure_exported
+
+    from .exports import SHIPPED_SOURCE
+
+    source = model_dir or Path(old.manifest["model"].get("model_path", ""))
+    if str(source) == SHIPPED_SOURCE:  # qa was upgraded to newly tuned default weights
+        raise IndexUnusable(f"index at {old.root} was built with another version of qa's default model; {REBUILD_HINT}")
+    if not (source / "config.json").is_file():
+        raise IndexUnusable(
+            f"index at {old.root} was built with model {old.model_id}, whose ONNX export is not in "
+            f"{old.model_folder.parent} and whose folder '{source}' is gone; pass --model DIR (that model), "
+            f"or {REBUILD_HINT}"
+        )
+    old.check_model(source)
+    ensure_exported(source)
+    return None
 
 
 def _encoder(root: Path, old: Index | None, model_dir: Path | None):
-    """Load the encoder only once there is something to embed: a first export takes ~15 s."""
+    """Load the encoder only once there is something to embed: exporting a new model takes ~15 s."""
     from .embed import OnnxEncoder, ensure_exported
+    from .exports import SHIPPED_EXPORT
 
-    folder = old.model_folder if model_dir is None else ensure_exported(model_dir, root / "models")
+    if model_dir is None:
+        folder = old.model_folder if old else SHIPPED_EXPORT
+    else:
+        folder = ensure_exported(model_dir)
     try:
         return OnnxEncoder(folder)
     except Exception as e:  # a damaged export fails in onnxruntime or tokenizers, each with its own types
+        if folder == SHIPPED_EXPORT:
+            raise QAError(f"the model shipped with qa ({folder}) is unreadable ({e}); reinstall qa") from None
         if model_dir is None:
-            raise IndexUnusable(f"model export {folder} is unreadable ({e}); {REBUILD_HINT}") from None
-    # We were asked to export this model anyway (a new index or --rebuild): replace the damaged copy.
+            raise IndexUnusable(
+                f"model export {folder} is unreadable ({e}); delete that folder and run `qa index` to export "
+                f"the model again, or {REBUILD_HINT}"
+            ) from None
+    # We were asked to export this model anyway: replace the damaged copy in the cache.
     shutil.rmtree(folder)
-    return OnnxEncoder(ensure_exported(model_dir, root / "models"))
+    return OnnxEncoder(ensure_exported(model_dir))
 
 
 def _roots(old: Index | None, paths: list[Path] | None) -> list[Path]:
@@ -203,7 +228,7 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
     chunks: list[tuple[int, Document, list[Sentence], list[Passage]]] = []
     tick = progress.task("Reading articles", len(fresh))
     for doc in fresh:
-        sentences, passages = chunk(doc, encoder.count_tokens)
+        sentences, passages = chunk(doc, encoder.count_tokens, encoder.token_budget)
         chunks.append((counters["document"], doc, sentences, passages))
         counters["document"] += 1
         tick(1)

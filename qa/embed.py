@@ -1,11 +1,12 @@
 """Sentence embeddings: sentence-transformers exported once to ONNX, then run with onnxruntime.
 
-The model is a sentence-transformers folder (by default the bundled all-MiniLM-L6-v2). At index
-time it is loaded with sentence-transformers (torch), exported to ONNX with its pooling and
-normalisation inside the graph, and checked against sentence-transformers on real sentences.
-Everything after that - bulk document embedding and every question - runs through the same ONNX
-file with onnxruntime + tokenizers, so questions and documents share numerics and a query
-process never imports torch.
+The default model ships already exported (qa/weights/onnx, see qa/exports.py). Any other
+sentence-transformers folder (`--model DIR`) is loaded with sentence-transformers (torch, the
+`export` extra), exported to ONNX with its pooling and normalisation inside the graph, checked
+against sentence-transformers on real sentences and quantised, once per model, into the user
+cache. Everything after that - bulk document embedding and every question - runs through the
+same ONNX file with onnxruntime + tokenizers, so questions and documents share numerics and
+neither a query nor an index update imports torch.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def load_sentence_transformer(model_dir: Path):
 
 def export(model_dir: Path, out_dir: Path) -> EncoderSpec:
     """Export the folder's full sentence-transformers pipeline to `out_dir/model.onnx`."""
+    from .exports import require_export_extra
+
+    require_export_extra(f"exporting the model {model_dir} to ONNX")
     import torch
 
     st = load_sentence_transformer(model_dir)
@@ -134,7 +138,7 @@ def export(model_dir: Path, out_dir: Path) -> EncoderSpec:
         tok.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
     spec = EncoderSpec(
         model_id=model_id(model_dir),
-        model_path=str(model_dir),
+        model_path=str(Path(model_dir).resolve()),  # indexes in other folders re-export from it
         dim=int(st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else st.get_sentence_embedding_dimension()),
         max_tokens=int(st.max_seq_length),
         inputs=inputs,
@@ -195,21 +199,44 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def ensure_exported(model_dir: Path, store: Path) -> Path:
-    """The ONNX folder for this model under `store`, exporting it (atomically) if needed."""
+def ensure_exported(model_dir: Path, store: Path | None = None) -> Path:
+    """The ONNX folder for this model, exporting it (atomically) if needed.
+
+    `store` defaults to the user cache, shared by every index (qa/exports.py); the default
+    model's export ships with qa and is never exported again.
+    """
+    from .exports import SHIPPED_EXPORT, exports_dir, shipped_model_id
+
     mid = model_id(model_dir)
+    if mid == shipped_model_id():
+        return SHIPPED_EXPORT
+    store = exports_dir() if store is None else store
     folder = store / mid
     if (folder / ENCODER_FILE).is_file():
         return folder
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=store))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the index beside it
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=store))
+    except OSError as e:
+        raise QAError(f"cannot write model exports to {store} ({e.strerror}); set QA_CACHE to a writable folder") from None
+    tmp.chmod(0o755)  # mkdtemp makes it private; an export is as readable as the indexes using it
     try:
         export(model_dir, tmp)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another `qa index` exported the same model meanwhile: same content
+            if not (folder / ENCODER_FILE).is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def encoder_folder(model_dir: Path | None) -> Path:
+    """The export to embed with for `--model DIR`, or for the default model when None."""
+    from .exports import SHIPPED_EXPORT
+
+    return SHIPPED_EXPORT if model_dir is None else ensure_exported(model_dir)
 
 
 class OnnxEncoder:
@@ -263,9 +290,21 @@ class OnnxEncoder:
         counter.no_padding()
         return counter
 
+    @cached_property
+    def special_tokens(self) -> int:
+        """[CLS]/[SEP] and the like that the tokenizer's post-processor adds to one text."""
+        processor = self._counter.post_processor
+        return processor.num_special_tokens_to_add(False) if processor is not None else 0
+
+    @property
+    def token_budget(self) -> int:
+        """Word pieces of one text the model reads without truncating: its max_seq_length
+        minus the special tokens. The chunker keeps every sentence and passage within it."""
+        return self.spec.max_tokens - self.special_tokens
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without special tokens and without truncation."""
-        return [len(e.ids) - 2 for e in self._counter.encode_batch(list(texts))]
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None, progress: Progress | None = None) -> np.ndarray:
         """Embed texts; sorted by length into batches so little time goes to padding.

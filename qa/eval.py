@@ -260,18 +260,15 @@ def _span(s) -> tuple[str, int, int]:
 # -- SelQA --------------------------------------------------------------------------------------
 def run_selqa(path: Path, scratch: Path | None = None, baselines: bool = True, progress=None, model: Path | None = None) -> dict:
     """Rank each question's candidate sentences; MAP, MRR and P@1 over questions."""
-    import tempfile
-
     from .config import default_model
-    from .embed import OnnxEncoder, ensure_exported
+    from .embed import OnnxEncoder, encoder_folder
     from .retrieve import Ranker, rank_given
 
     raw = load_json(path)
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict) or "candidates" not in raw[0]:
         raise QAError(f"'{path}' is not a SelQA answer-selection file (a list of questions with candidates)")
-    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-        encoder = OnnxEncoder(ensure_exported(model or default_model(), (scratch or Path(tmp)) / "models"))
-        return _selqa(path, raw, encoder, Ranker.default(), rank_given, baselines, progress)
+    encoder = OnnxEncoder(encoder_folder(model or default_model()))  # exports live in the shared cache
+    return _selqa(path, raw, encoder, Ranker.default(), rank_given, baselines, progress)
 
 
 def _selqa(path, raw, encoder, ranker, rank_given, baselines, progress) -> dict:

@@ -105,9 +105,19 @@ class Index:
     def model_id(self) -> str:
         return self.manifest["model"]["model_id"]
 
+    def find_model_folder(self) -> Path | None:
+        """The export this index embeds with: shipped, in the user cache, or (indexes of earlier
+        qa versions) in its own models/ folder; None when none of them holds it."""
+        from .exports import find_export
+
+        return find_export(self.model_id, self.root)
+
     @property
     def model_folder(self) -> Path:
-        return self.root / "models" / self.model_id
+        """Where the export is, or where `qa index` would put it back (the user cache)."""
+        from .exports import exports_dir
+
+        return self.find_model_folder() or exports_dir() / self.model_id
 
     def check_model(self, model_dir: Path | None) -> None:
         """Refuse a model other than the one the index was built with."""
@@ -126,9 +136,18 @@ class Index:
     def encoder(self):
         from .embed import OnnxEncoder
 
-        if not (self.model_folder / "model.onnx").is_file():
-            raise IndexUnusable(f"index at {self.root} is missing its model export; {REBUILD_HINT}")
-        return self._guard("model export", lambda: OnnxEncoder(self.model_folder))
+        folder = self.find_model_folder()
+        if folder is None:
+            from .exports import SHIPPED_SOURCE
+
+            source = self.manifest["model"].get("model_path", "?")
+            if source == SHIPPED_SOURCE:  # qa was upgraded to newly tuned default weights
+                raise IndexUnusable(f"index at {self.root} was built with another version of qa's default model; {REBUILD_HINT}")
+            raise IndexUnusable(
+                f"index at {self.root} embeds with model {self.model_id}, whose ONNX export is missing from "
+                f"{self.model_folder.parent}; run `qa index --index {self.root}` to export {source} again, or {REBUILD_HINT}"
+            )
+        return self._guard(f"model export {folder}", lambda: OnnxEncoder(folder))
 
     # -- parts ---------------------------------------------------------------------------------
     def _guard(self, what: str, load):

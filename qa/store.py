@@ -3,7 +3,8 @@
     <index>/
       CURRENT            name of the live generation, replaced with os.replace (atomic)
       gen-000003/        one complete, immutable index (see embeddings/README.md)
-      models/<model-id>/ the ONNX export of the embedding model, shared by generations
+      models/<model-id>/ (qa before the shared export cache) the model's ONNX export; the next
+                         `qa index` moves it to the cache (qa/exports.py)
       .lock              held while writing
 
 A writer builds a new generation in a hidden temporary folder, fsyncs it, renames it into place,

@@ -3,7 +3,9 @@
 Produces qa/weights/minilm-squad.safetensors: the trained encoder layers of model[0].auto_model,
 stored as differences from the bundled base (qa.weights.encode_tuned: int8 per row, 10.6 MB for
 six layers), names as in its state_dict. `qa.weights.materialise` turns it back into a normal
-sentence-transformers folder. The word embeddings stay frozen (they are most of the weights).
+sentence-transformers folder. After changing it, run scripts/ship_export.py: qa ships that model's
+ONNX export (qa/weights/onnx) and tests/test_embed.py checks the two still agree. The word
+embeddings stay frozen (they are most of the weights).
 
 Data: SQuAD v1.1 dev, *tune* split only (data[0::2], the even articles; the held-out odd articles
 are never touched). Each context is split with qa.chunk.split_sentences; a question's gold

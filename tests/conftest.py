@@ -1,7 +1,8 @@
 """Shared fixtures: one real index of the seeds, built once per session through the CLI.
 
-The first build exports the model to ONNX (~15 s). Every other index in the suite starts from a
-copy of that export (`models/`), which `ensure_exported` reuses, so later builds take ~1 s.
+Indexes of the default model embed with its shipped export (qa/weights/onnx): no build exports
+anything. Other models are exported once into a model cache private to the session ($QA_CACHE,
+shared by every index like a user's ~/.cache/qa), so the user's own cache is never touched.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CLEAN_ARTICLES = ["fed_rates.txt", "harbor_port.txt", "solar_farm.md"]
 
 def qa_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell, minus anything that would point qa elsewhere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_CACHE"}
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONIOENCODING"] = "utf-8"
     env["TOKENIZERS_PARALLELISM"] = "false"
@@ -87,25 +88,34 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def seed_models(src_index: Path, dst_index: Path) -> None:
-    """Give a fresh index folder the model export of another, so building it skips the export.
-
-    The export is never written to after it is made, so hard links are safe and cost nothing.
-    """
+    """Make a fresh index folder. (It used to copy the model export into it; exports now live in
+    the shared cache, so a new folder needs nothing and its first build exports nothing.)"""
     dst_index.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src_index / "models", dst_index / "models", copy_function=link_or_copy)
 
 
 def clone_index(src_index: Path, dst_index: Path) -> Path:
-    """A private copy of a whole index: generations copied byte for byte, the export linked."""
-    seed_models(src_index, dst_index)
-    for p in src_index.iterdir():
-        if p.name == "models":
-            continue
-        if p.is_dir():
-            shutil.copytree(p, dst_index / p.name)
-        else:
-            shutil.copy2(p, dst_index / p.name)
+    """A private copy of a whole index, byte for byte."""
+    shutil.copytree(src_index, dst_index)
     return dst_index
+
+
+def own_export(index_root: Path, model_id: str | None = None) -> Path:
+    """Give an index of the default model an export of its own in the cache - a copy of the
+    shipped one under another model id, written into the live manifest - so a test can damage
+    or remove it without touching the package. Returns the export folder."""
+    from qa.exports import SHIPPED_EXPORT, exports_dir
+    from qa.index import Index
+
+    index = Index.open(index_root)
+    model_id = model_id or f"test-copy-{hashlib.sha256(str(index_root).encode()).hexdigest()[:16]}"
+    folder = exports_dir() / model_id
+    shutil.copytree(SHIPPED_EXPORT, folder, copy_function=link_or_copy)
+    spec = json.loads((folder / "encoder.json").read_text())
+    (folder / "encoder.json").unlink()  # hard-linked to the package: never write through it
+    (folder / "encoder.json").write_text(json.dumps({**spec, "model_id": model_id}))
+    manifest = dict(index.manifest, model={**index.manifest["model"], "model_id": model_id})
+    (index.folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
 
 
 @dataclass
@@ -115,9 +125,17 @@ class BuiltIndex:
     stderr: str
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """The session's model cache ($QA_CACHE): exports of models other than the default one."""
+    cache = tmp_path_factory.mktemp("model-cache")
+    os.environ["QA_CACHE"] = str(cache)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def seed_build(tmp_path_factory) -> BuiltIndex:
-    """`qa index seeds` run from the repository root: the one full build with a model export."""
+    """`qa index seeds` run from the repository root, with the shipped export of the default model."""
     idx = tmp_path_factory.mktemp("seed") / "index"
     proc = run_qa("index", "seeds", "--index", str(idx), "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -132,8 +150,10 @@ def seed_index(seed_build) -> Path:
 
 @pytest.fixture(scope="session")
 def model_export(seed_index) -> Path:
-    (folder,) = (seed_index / "models").iterdir()
-    return folder
+    """The export the seeds index embeds with: the shipped one (read-only)."""
+    from qa.index import Index
+
+    return Index.open(seed_index).model_folder
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +165,7 @@ def encoder(model_export):
 
 @pytest.fixture
 def new_index(tmp_path, seed_index):
-    """Factory: an empty index folder that already holds the model export."""
+    """Factory: an empty index folder (the default model's export ships with qa)."""
     def make(name: str = "index") -> Path:
         idx = tmp_path / name
         seed_models(seed_index, idx)

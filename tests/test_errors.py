@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_clean_error, json_lines, link_or_copy, run_qa, tree_bytes
+from conftest import REPO, assert_clean_error, json_lines, link_or_copy, own_export, run_qa, tree_bytes
 from qa.answer import Bot
 from qa.config import bundled_model_path
 from qa.errors import IndexUnusable
@@ -128,13 +128,13 @@ def _live(root: Path) -> Path:
 
 def _export_file(name: str):
     def damage(root: Path) -> None:
+        export = own_export(root)  # the shipped export stays intact
         if name == "model file":  # the ONNX file the encoder runs (encoder.json names it)
-            (spec,) = (root / "models").glob("*/encoder.json")
-            name_ = json.loads(spec.read_text())["onnx_file"]
+            name_ = json.loads((export / "encoder.json").read_text())["onnx_file"]
         else:
             name_ = name
-        (f,) = (root / "models").glob(f"*/{name_}")
-        f.unlink()  # the export may be hard-linked to the session index: never write through it
+        f = export / name_
+        f.unlink()  # hard-linked to the shipped export: never write through it
         f.write_bytes(GARBAGE)
 
     return damage
@@ -197,11 +197,12 @@ def test_rebuild_repairs_what_the_message_says_it_does(seed_copy):
     assert proc.returncode == 0 and json_lines(proc.stdout)[0]["answered"]
 
 
-def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, monkeypatch):
-    """A damaged export is re-exported by --rebuild (here the export itself is replayed from the
-    session's real one, to spare the suite a second 15 s torch export)."""
+def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, other_model, monkeypatch):
+    """A damaged export in the cache is re-exported by --rebuild --model (here the export itself is
+    replayed from the shipped one, to spare the suite another 15 s torch export)."""
     import qa.embed
     from qa.build import build
+    from qa.embed import model_id
 
     calls = []
 
@@ -209,13 +210,21 @@ def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, monkey
         calls.append(model_dir)
         for f in model_export.iterdir():
             shutil.copyfile(f, out_dir / f.name)
-        return qa.embed.EncoderSpec.load(out_dir)
+        spec = qa.embed.EncoderSpec.load(out_dir)
+        spec.model_id = model_id(model_dir)
+        spec.save(out_dir)
+        return spec
 
-    DAMAGE["model file garbage"](seed_copy)
+    export = own_export(seed_copy, model_id(other_model))  # the index's model is other_model ...
+    (export / "model.int8.onnx").unlink()
+    (export / "model.int8.onnx").write_bytes(GARBAGE)  # ... and its export in the cache is damaged
+    with pytest.raises(IndexUnusable, match="unreadable"):
+        Bot.open(seed_copy).ask(QUESTION)
     monkeypatch.setattr(qa.embed, "export", replay_export)
     monkeypatch.chdir(REPO)
-    report = build(seed_copy, rebuild=True)
-    assert calls and report.generation
+    report = build(seed_copy, model=other_model, rebuild=True)
+    assert calls == [other_model] and report.generation
+    assert (export / "model.int8.onnx").read_bytes() == (model_export / "model.int8.onnx").read_bytes()
     assert Bot.open(seed_copy).ask(QUESTION).answered
 
 

@@ -13,11 +13,12 @@ from qa.weights import WEIGHTS, encode_tuned, shipped_model, tuned_tensors
 def test_default_model_is_the_base_with_the_shipped_layers(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("QA_MODEL", raising=False)
+    assert default_model() is None  # the shipped export: nothing to materialise or export
     earlier = tmp_path / "cache" / "models" / f"{bundled_model_path().name}-squad-0123456789ab"  # an upgrade's leftover
     earlier.mkdir(parents=True)
     other = tmp_path / "cache" / "models" / "someone-elses-model"
     other.mkdir()
-    folder = default_model()
+    folder = shipped_model()
     assert folder == shipped_model()  # made once, then found
     assert folder.is_relative_to(tmp_path / "cache")
     # no temp folder left behind, the earlier shipped layers gone, nothing else touched

@@ -20,7 +20,8 @@ CACHE_ENV = "QA_CACHE"
 
 
 def cache_dir() -> Path:
-    """Where the default model is materialised: $QA_CACHE, else $XDG_CACHE_HOME/qa, else ~/.cache/qa."""
+    """qa's cache: $QA_CACHE, else $XDG_CACHE_HOME/qa, else ~/.cache/qa. It holds models/ (the
+    default model materialised for exports and parity checks) and exports/ (qa/exports.py)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa"
@@ -30,7 +31,8 @@ def shipped_model() -> Path:
     """The default model: the bundled base with the shipped layers, as a sentence-transformers
     folder in the user cache (made once, ~90 MB, atomically; later calls only check it exists).
 
-    Only building an index needs it: queries run on the index's own ONNX export.
+    Only exports, parity checks and training need it (the `export` extra): indexing and
+    asking with the default model use its shipped ONNX export (qa/exports.py).
     """
     from ..config import bundled_model_path
     from ..errors import QAError
@@ -59,7 +61,7 @@ def shipped_model() -> Path:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     # Folders of earlier shipped layers (~90 MB each) would pile up with every upgrade. Only an
-    # index build reads them, and another qa version would just make its own again.
+    # export or a parity check reads them, and another qa version would just make its own again.
     for older in folder.parent.glob(f"{prefix}*"):
         if older != folder and older.is_dir():
             shutil.rmtree(older, ignore_errors=True)
