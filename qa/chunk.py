@@ -1,6 +1,8 @@
 """Split a `Document` into paragraphs, sentences and passages, keeping exact character offsets.
 
-Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage.
+Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage, except in `.md`
+files, where `text` is the sentence without inline markup (`markup.plain`) and start/end span it
+in the file, markup included: `markup.plain(doc.text, s.start, s.end)[0] == s.text`.
 Paragraph 0 is the headline line of a text file; body paragraphs count from 1.
 """
 
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
 
-from .ingest import Document
+from .ingest import MAX_SENTENCES, Document
+from .markup import plain
 
 # Both the sentence and the passage budget are in model word pieces, special tokens excluded.
 MAX_TOKENS = 254  # the model reads 256 word pieces including [CLS] and [SEP]
@@ -64,7 +67,7 @@ def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
     for line in text.splitlines(keepends=True):
         start, end = pos, pos + len(line.rstrip("\r\n"))
         pos += len(line)
-        if doc.skip and doc.skip[0] <= start < doc.skip[1]:
+        if any(s <= start < e for s, e in doc.skip):
             continue
         body = text[start:end]
         if not body.strip():
@@ -84,7 +87,8 @@ def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
         if start < 0:
             prev_blank = True
             continue
-        if spans and not prev_blank and _continues(text[spans[-1][0] : spans[-1][1]], text[start:end]):
+        title_line = doc.headline and len(spans) == 1  # a headline never runs on into the body
+        if spans and not prev_blank and not title_line and _continues(text[spans[-1][0] : spans[-1][1]], text[start:end]):
             spans[-1][1] = end
         else:
             spans.append([start, end])
@@ -157,16 +161,28 @@ def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tu
 
 
 def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Passage]]:
+    """Sentences and passages of a document, at most MAX_SENTENCES sentences (ingest has already
+    cut longer documents, with a warning; this keeps the bound whatever the splitter does)."""
     text = doc.text
+    markdown = doc.source.lower().endswith(".md")
     sentences: list[Sentence] = []
+    shown: list[tuple[str, int, int]] = []  # per sentence: its paragraph's rendering and its span there
     para_ranges: list[tuple[int, int, int]] = []  # paragraph number, first, last sentence index
     for number, pstart, pend in paragraphs(doc):
-        spans = split_sentences(text, pstart, pend)
-        lengths = count([text[s:e] for s, e in spans]) if spans else []
+        if markdown:  # find sentences in the rendering without markup, locate them in the file
+            para, pos = plain(text, pstart, pend)
+            visible = set(pos)
+        else:
+            para, pos, visible = text[pstart:pend], None, set()
+        spans = split_sentences(para, 0, len(para))
+        lengths = count([para[s:e] for s, e in spans]) if spans else []
         first = len(sentences)
         for (s, e), n in zip(spans, lengths):
-            for ps, pe in _split_long(text, s, e, count) if n > MAX_TOKENS else [(s, e)]:
-                sentences.append(Sentence(doc.key, number, ps, pe, text[ps:pe]))
+            for ps, pe in _split_long(para, s, e, count) if n > MAX_TOKENS else [(s, e)]:
+                if len(sentences) < MAX_SENTENCES:
+                    fs, fe = (pstart + ps, pstart + pe) if pos is None else _file_span(text, pos, visible, ps, pe, pstart, pend)
+                    sentences.append(Sentence(doc.key, number, fs, fe, para[ps:pe]))
+                    shown.append((para, ps, pe))
         if len(sentences) > first:
             para_ranges.append((number, first, len(sentences) - 1))
 
@@ -179,9 +195,23 @@ def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Pass
             while j + 1 <= last and j + 1 - i < PASSAGE_SENTENCES and budget + lengths[j + 1] <= MAX_TOKENS:
                 j += 1
                 budget += lengths[j]
+            para, ps, _ = shown[i]
             s, e = sentences[i].start, sentences[j].end
-            passages.append(Passage(doc.key, number, i, j, s, e, text[s:e]))
+            passages.append(Passage(doc.key, number, i, j, s, e, para[ps : shown[j][2]]))
             if j == last:
                 break
             i = max(i + 1, min(i + PASSAGE_STRIDE, j))
     return sentences, passages
+
+
+def _file_span(text: str, pos: list[int], visible: set[int], ps: int, pe: int, lo: int, hi: int) -> tuple[int, int]:
+    """The file span of rendered characters [ps, pe): from the first to the last shown character,
+    widened over markup touching them ("**", "](url)") up to the neighbouring text."""
+    start, end = pos[ps], pos[pe - 1] + 1
+    floor = pos[ps - 1] + 1 if ps > 0 else lo
+    ceiling = pos[pe] if pe < len(pos) else hi
+    while start > floor and not text[start - 1].isspace() and start - 1 not in visible:
+        start -= 1
+    while end < ceiling and not text[end].isspace() and end not in visible:
+        end += 1
+    return start, end
