@@ -12,15 +12,15 @@ import re
 # (pattern, groups kept): each match is replaced by the kept groups' text, in order.
 _RULES: list[tuple[re.Pattern, tuple[int, ...]]] = [
     (re.compile(r"<!--.*?-->", re.DOTALL), ()),  # HTML comments
-    (re.compile(r"!\[([^\]]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)"), (1,)),  # ![alt](src "title") -> alt
-    (re.compile(r"!\[([^\]]*)\]\[[^\]]*\]"), (1,)),  # ![alt][ref]
+    (re.compile(r"!\[([^\]]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)"), ()),  # images: their alt text is no article text
+    (re.compile(r"!\[([^\]]*)\]\[[^\]]*\]"), ()),  # ![alt][ref]
     (re.compile(r"(?<!\!)\[([^\]]+)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"), (1,)),  # [text](url) -> text
     (re.compile(r"(?<!\!)\[([^\]]+)\]\[[^\]]*\]"), (1,)),  # [text][ref]
     (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), (1,)),  # <https://...> -> the address
     (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s+[^<>]*?)?\s*/?>"), ()),  # HTML tags
     (re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)"), (2,)),  # `code` -> code
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), (2,)),  # **strong** / __strong__
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), (1,)),  # ~~struck~~
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~[ \t]?"), ()),  # ~~struck~~: deleted words are not shown
     (re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*(?![\w*])"), (1,)),  # *em*
     (re.compile(r"(?<![\w_])_(?=[^\s_])([^_]+?)(?<=[^\s_])_(?![\w_])"), (1,)),  # _em_ (not snake_case)
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|~])"), (1,)),  # \* -> *

@@ -165,3 +165,35 @@ def test_passages_overlap_and_cover_every_sentence(encoder):
     # consecutive windows share a sentence, so no answer falls between two passages
     for a, b in zip(body_passages, body_passages[1:]):
         assert b.first <= a.last
+
+
+def test_title_line_is_never_merged_with_a_digit_led_body():
+    text = "Fed Holds Rates\n2024 ended with the rate at 5.25%. Cuts may follow.\n"
+    sents, _ = chunk(doc(text), lambda texts: [len(t.split()) for t in texts])
+    assert [(s.paragraph, s.text) for s in sents] == [
+        (0, "Fed Holds Rates"),
+        (1, "2024 ended with the rate at 5.25%."),
+        (1, "Cuts may follow."),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line, shown",
+    [
+        ("Prices rose **sharply** on _Monday_.", "Prices rose sharply on Monday."),
+        ("See [the report](https://x.test/a_b.html?q=1) for details.", "See the report for details."),
+        ("It ran `make test` and <em>passed</em>.", "It ran make test and passed."),
+        ("The snake_case name and 2*3*4 stay, as does a \\*star.", "The snake_case name and 2*3*4 stay, as does a *star."),
+        ("![chart](c.png) Exports fell ~~5%~~ 6%.", "Exports fell 6%."),
+    ],
+)
+def test_markdown_inline_markup_is_not_shown_and_offsets_span_the_file(line, shown):
+    from qa.markup import plain
+
+    text = f"# Title\n\n{line}\n"
+    sents, passages = chunk(doc(text, "story.md"), lambda texts: [len(t.split()) for t in texts])
+    assert [s.text for s in sents] == ["Title", shown]
+    s = sents[1]
+    assert plain(text, s.start, s.end)[0] == shown
+    assert text[s.start : s.end] == line[line.index("Exports") :] if line.startswith("![") else text[s.start : s.end] == line
+    assert passages[-1].text == shown

@@ -180,12 +180,19 @@ def test_index_holds_the_readable_rest(fixture_corpus):
         "corpus/solar_farm.md": "Desert Solar Farm Wins Approval Despite Water Concerns",
         "corpus/wire.jsonl#0": "Drought Forces Rationing in Cape Town Suburbs",
         "corpus/wire.jsonl#1": "Airline Orders 60 Jets in Record Deal",
+        "corpus/fed_digits.txt": "Fed Holds Rates Into the New Year",
+        "corpus/markets.md": "Copper Hits a Record High",
+        "corpus/northwind.jsonl#0": "Northwind Posts Record Profit",
+        "corpus/northwind.jsonl#2": "Northwind Restates Results",
+        "corpus/northwind.jsonl#3": "Untitled",
+        "corpus/storm_bom_crlf.txt": "Storm Closes Schools Across the Région",
+        "corpus/tide_cr.txt": "Record Tide Floods Harbour Walk",
     }
     texts = [t for (t,) in index.db.execute("SELECT text FROM sentences")]
     assert "Deliveries are expected to begin in 2027." in texts
     assert not any("Montréal" in t or "Compressed newsletter" in t for t in texts)
     assert not any("<" in t and ">" in t for t in texts)
-    assert index.manifest["counts"]["documents"] == 7
+    assert index.manifest["counts"]["documents"] == 14
 
 
 def test_answers_come_from_html_and_jsonl_articles(fixture_corpus):
@@ -199,3 +206,13 @@ def test_answers_come_from_html_and_jsonl_articles(fixture_corpus):
     a = bot.ask("How many jets did Skyline Airways order?")
     assert a.answered and a.sentences[0].citation.source == "corpus/wire.jsonl"
     assert "60 narrow-body jets" in a.sentences[0].text
+
+
+def test_html_headline_is_not_cited_above_the_body(fixture_corpus):
+    from qa.answer import Bot
+
+    bot = Bot.open(fixture_corpus.index)
+    headline = "Stolen Gold Coins Recovered From Museum Heist"
+    a = bot.ask(headline, top=10)
+    assert a.answered and a.sentences[0].citation.source == "corpus/museum_theft.html"
+    assert all(s.text != headline for s in a.sentences), [s.text for s in a.sentences]
