@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Sequence
 
 from .ingest import MAX_SENTENCES, Document
-from .markup import plain
 
 # Both the sentence and the passage budget are in model word pieces, special tokens excluded.
 MAX_TOKENS = 254  # the model reads 256 word pieces including [CLS] and [SEP]
@@ -46,13 +44,6 @@ class Passage:
     start: int
     end: int
     text: str
-
-
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
 
 
 def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
@@ -104,42 +95,12 @@ def _continues(prev: str, line: str) -> bool:
     return line[:1].islower() or line[:1].isdigit() or prev.endswith(_JOINING_END)
 
 
-# pysbd misses sentence ends after curly quotes ("...expectations.’ He said"); straight quotes
-# are one character each too, so segmenting a translated copy keeps every offset valid.
-_STRAIGHT_QUOTES = str.maketrans("‘’‚‛“”„‟", "''''" + '""""')
-
-
 def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentence spans inside text[start:end], found with pysbd and located exactly."""
-    para = text[start:end].translate(_STRAIGHT_QUOTES)
-    spans = []
-    cursor = 0
-    for piece in _segmenter().segment(para):
-        core = piece.strip()
-        if not core:
-            continue
-        at = para.find(core, cursor)
-        if at < 0:  # pysbd altered the text: keep the rest of the paragraph as one sentence
-            break
-        _add_span(spans, start + at, start + at + len(core), core)
-        cursor = at + len(core)
-    rest = para[cursor:]
-    if rest.strip():
-        lead = len(rest) - len(rest.lstrip())
-        _add_span(spans, start + cursor + lead, start + cursor + len(rest.rstrip()), rest.strip())
-    return spans
+    """Sentence spans inside text[start:end] (qa.sentences; imported here only when used, as
+    `qa ask` imports this module for its passage constants)."""
+    from .sentences import split_sentences as split
 
-
-def _add_span(spans: list[tuple[int, int]], s: int, e: int, text: str) -> None:
-    """Append a sentence span; a piece with no letter or digit belongs to the sentence before.
-
-    pysbd cuts a closing quote off a sentence that ends a paragraph ("...agreement.'" gives
-    "...agreement." and "'"); a lone quote is no sentence and would be cited as one.
-    """
-    if spans and not any(ch.isalnum() for ch in text):
-        spans[-1] = (spans[-1][0], e)
-    else:
-        spans.append((s, e))
+    return split(text, start, end)
 
 
 def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:
@@ -163,6 +124,8 @@ def _split_long(text: str, start: int, end: int, count: TokenCounter) -> list[tu
 def chunk(doc: Document, count: TokenCounter) -> tuple[list[Sentence], list[Passage]]:
     """Sentences and passages of a document, at most MAX_SENTENCES sentences (ingest has already
     cut longer documents, with a warning; this keeps the bound whatever the splitter does)."""
+    from .markup import plain
+
     text = doc.text
     markdown = doc.source.lower().endswith(".md")
     sentences: list[Sentence] = []

@@ -10,8 +10,6 @@ A value without a year, month and day is not a date (`March 2024`, `5`, `yesterd
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
-from email.utils import parsedate_to_datetime
 
 _MONTHS = {m: i for i, m in enumerate(
     ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"], 1)}
@@ -33,6 +31,9 @@ def _month(name: str) -> int:
 
 def normalise_date(value: object) -> str | None:
     """ISO 8601 form of a date value (see the module docstring), or None when it is not a date."""
+    from datetime import date, datetime
+    from email.utils import parsedate_to_datetime
+
     if not isinstance(value, str):
         return None
     text = value.strip()

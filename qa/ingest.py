@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .dates import date_in, date_line, front_matter, normalise_date
-
 log = logging.getLogger("qa")
 
 TEXT_SUFFIXES = {".txt", ".md"}
@@ -136,6 +134,8 @@ def _plain_document(key: str, source: str, text: str, markdown: bool, warn: Warn
 
     The title line itself stays in the indexed text: a headline is often the best summary.
     """
+    from .dates import date_line, front_matter
+
     warn = warn or (lambda msg: None)
     fields, fm_end = front_matter(text) if markdown else ({}, 0)
     skip: list[Span] = [(0, fm_end)] if fm_end else []
@@ -171,11 +171,13 @@ def _dateline(line: str, source: str, warn: Warn) -> str | None:
     """A date that opens the body: "WASHINGTON, March 3, 2024 (Reuters) - ..." or a line that is
     only a date ("March 3, 2024", "Updated 2024-03-05 14:30"). Dates later in a sentence
     ("the hearing is set for September 3, 2025") are events, not the publication date."""
+    from .dates import date_in
+
     iso, raw = date_in(line[:120])
     if raw is None:
         return None
     after = line[line.index(raw) + len(raw):].strip()
-    short = len(line.strip()) <= 60
+    short = len(line.strip()) <= 60 and not line.rstrip().endswith((".", "!", "?"))  # not a sentence
     if not (short or re.match(r"(\([A-Z][\w .&]*\)\s*)?[-–—]", after)):
         return None
     if iso is None:
@@ -189,6 +191,8 @@ def _file_name_date(file: SourceFile, warn: Warn) -> str | None:
 
 
 def _checked_date(value: object, where: str, warn: Warn) -> str | None:
+    from .dates import normalise_date
+
     iso = normalise_date(value if isinstance(value, str) else str(value))
     if iso is None:
         warn(f"{where}: ignored date {value!r}: not a valid date")

@@ -108,6 +108,12 @@ def test_txt_dateline_and_file_name_dates(tmp_path):
     path.write_text("Vote Set\n\nThe council said on Monday that a vote is set for April 9, 2024, after the recess.\n")
     (doc,), _ = parse_file(path)
     assert doc.date is None
+    path.write_text("Vote Set\n\nA vote is set for April 9, 2024.\n")  # short, but a sentence
+    (doc,), _ = parse_file(path)
+    assert doc.date is None
+    path.write_text("Vote Set\nBy Ann Lee | April 2, 2024\n\nA vote is set for April 9, 2024.\n")
+    (doc,), _ = parse_file(path)
+    assert doc.date == "2024-04-02"
     path = tmp_path / "2024-05-18-vote.txt"
     path.write_text("Vote Set\n\nThe vote is on.\n")
     (doc,), _ = parse_file(path)
