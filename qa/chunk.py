@@ -1,9 +1,11 @@
 """Split a `Document` into paragraphs, sentences and passages, keeping exact character offsets.
 
 Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage, except in `.md`
-files, where `text` is the sentence without inline markup (`markup.plain`) and start/end span it
-in the file, markup included: `markup.plain(doc.text, s.start, s.end)[0] == s.text`.
-Paragraph 0 is the headline line of a text file; body paragraphs count from 1.
+files, where `text` is the sentence as rendered without inline markup (`markup.plain`) and
+start/end span it in the file, markup touching it included (usually
+`markup.plain(doc.text, s.start, s.end)[0] == s.text`; not when a bold run spans two sentences).
+Paragraph 0 is the headline line of a text file (or of an HTML page whose text opens with its
+headline); body paragraphs count from 1.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Sentence:
     paragraph: int
     start: int
     end: int
-    text: str
+    text: str  # what is cited and embedded (stored in sentences.text)
 
 
 @dataclass
