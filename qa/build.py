@@ -260,8 +260,8 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
         new_passage_vec: dict[int, int] = {}
         for doc_id, doc, sentences, passages in chunks:
             con.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (doc_id, doc.key, doc.source, doc.title, doc.date, doc.url, doc.content_hash, doc.text),
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (doc_id, doc.key, doc.source, doc.title, doc.date, doc.url, doc.content_hash, doc.text, doc.record, doc.bom),
             )
             ids = []
             for s in sentences:

@@ -1,17 +1,20 @@
 """Split a `Document` into paragraphs, sentences and passages, keeping exact character offsets.
 
-Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage.
-Paragraph 0 is the headline line of a text file; body paragraphs count from 1.
+Invariant: `doc.text[s.start:s.end] == s.text` for every sentence and passage, except in `.md`
+files, where `text` is the sentence as rendered without inline markup (`markup.plain`) and
+start/end span it in the file, markup touching it included (usually
+`markup.plain(doc.text, s.start, s.end)[0] == s.text`; not when a bold run spans two sentences).
+Paragraph 0 is the headline line of a text file (or of an HTML page whose text opens with its
+headline); body paragraphs count from 1.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Sequence
 
-from .ingest import Document
+from .ingest import MAX_SENTENCES, Document
 
 # Both the sentence and the passage budget are in model word pieces, special tokens excluded.
 # The default model's; `chunk` takes the model's own (OnnxEncoder.token_budget) from build.
@@ -32,7 +35,7 @@ class Sentence:
     paragraph: int
     start: int
     end: int
-    text: str
+    text: str  # what is cited and embedded (stored in sentences.text)
 
 
 @dataclass
@@ -44,13 +47,6 @@ class Passage:
     start: int
     end: int
     text: str
-
-
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
 
 
 def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
@@ -65,7 +61,7 @@ def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
     for line in text.splitlines(keepends=True):
         start, end = pos, pos + len(line.rstrip("\r\n"))
         pos += len(line)
-        if doc.skip and doc.skip[0] <= start < doc.skip[1]:
+        if any(s <= start < e for s, e in doc.skip):
             continue
         body = text[start:end]
         if not body.strip():
@@ -85,7 +81,8 @@ def paragraphs(doc: Document) -> list[tuple[int, int, int]]:
         if start < 0:
             prev_blank = True
             continue
-        if spans and not prev_blank and _continues(text[spans[-1][0] : spans[-1][1]], text[start:end]):
+        title_line = doc.headline and len(spans) == 1  # a headline never runs on into the body
+        if spans and not prev_blank and not title_line and _continues(text[spans[-1][0] : spans[-1][1]], text[start:end]):
             spans[-1][1] = end
         else:
             spans.append([start, end])
@@ -101,42 +98,12 @@ def _continues(prev: str, line: str) -> bool:
     return line[:1].islower() or line[:1].isdigit() or prev.endswith(_JOINING_END)
 
 
-# pysbd misses sentence ends after curly quotes ("...expectations.’ He said"); straight quotes
-# are one character each too, so segmenting a translated copy keeps every offset valid.
-_STRAIGHT_QUOTES = str.maketrans("‘’‚‛“”„‟", "''''" + '""""')
-
-
 def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentence spans inside text[start:end], found with pysbd and located exactly."""
-    para = text[start:end].translate(_STRAIGHT_QUOTES)
-    spans = []
-    cursor = 0
-    for piece in _segmenter().segment(para):
-        core = piece.strip()
-        if not core:
-            continue
-        at = para.find(core, cursor)
-        if at < 0:  # pysbd altered the text: keep the rest of the paragraph as one sentence
-            break
-        _add_span(spans, start + at, start + at + len(core), core)
-        cursor = at + len(core)
-    rest = para[cursor:]
-    if rest.strip():
-        lead = len(rest) - len(rest.lstrip())
-        _add_span(spans, start + cursor + lead, start + cursor + len(rest.rstrip()), rest.strip())
-    return spans
+    """Sentence spans inside text[start:end] (qa.sentences; imported here only when used, as
+    `qa ask` imports this module for its passage constants)."""
+    from .sentences import split_sentences as split
 
-
-def _add_span(spans: list[tuple[int, int]], s: int, e: int, text: str) -> None:
-    """Append a sentence span; a piece with no letter or digit belongs to the sentence before.
-
-    pysbd cuts a closing quote off a sentence that ends a paragraph ("...agreement.'" gives
-    "...agreement." and "'"); a lone quote is no sentence and would be cited as one.
-    """
-    if spans and not any(ch.isalnum() for ch in text):
-        spans[-1] = (spans[-1][0], e)
-    else:
-        spans.append((s, e))
+    return split(text, start, end)
 
 
 def _split_long(text: str, start: int, end: int, count: TokenCounter, max_tokens: int = MAX_TOKENS) -> list[tuple[int, int]]:
@@ -158,16 +125,31 @@ def _split_long(text: str, start: int, end: int, count: TokenCounter, max_tokens
 
 
 def chunk(doc: Document, count: TokenCounter, max_tokens: int = MAX_TOKENS) -> tuple[list[Sentence], list[Passage]]:
+    """Sentences and passages of a document, at most MAX_SENTENCES sentences (ingest has already
+    cut longer documents, with a warning; this keeps the bound whatever the splitter does).
+    `max_tokens` is the model's budget in word pieces (OnnxEncoder.token_budget)."""
+    from .markup import plain
+
     text = doc.text
+    markdown = doc.source.lower().endswith(".md")
     sentences: list[Sentence] = []
+    shown: list[tuple[str, int, int]] = []  # per sentence: its paragraph's rendering and its span there
     para_ranges: list[tuple[int, int, int]] = []  # paragraph number, first, last sentence index
     for number, pstart, pend in paragraphs(doc):
-        spans = split_sentences(text, pstart, pend)
-        lengths = count([text[s:e] for s, e in spans]) if spans else []
+        if markdown:  # find sentences in the rendering without markup, locate them in the file
+            para, pos = plain(text, pstart, pend)
+            visible = set(pos)
+        else:
+            para, pos, visible = text[pstart:pend], None, set()
+        spans = split_sentences(para, 0, len(para))
+        lengths = count([para[s:e] for s, e in spans]) if spans else []
         first = len(sentences)
         for (s, e), n in zip(spans, lengths):
-            for ps, pe in _split_long(text, s, e, count, max_tokens) if n > max_tokens else [(s, e)]:
-                sentences.append(Sentence(doc.key, number, ps, pe, text[ps:pe]))
+            for ps, pe in _split_long(para, s, e, count, max_tokens) if n > max_tokens else [(s, e)]:
+                if len(sentences) < MAX_SENTENCES:
+                    fs, fe = (pstart + ps, pstart + pe) if pos is None else _file_span(text, pos, visible, ps, pe, pstart, pend)
+                    sentences.append(Sentence(doc.key, number, fs, fe, para[ps:pe]))
+                    shown.append((para, ps, pe))
         if len(sentences) > first:
             para_ranges.append((number, first, len(sentences) - 1))
 
@@ -180,9 +162,23 @@ def chunk(doc: Document, count: TokenCounter, max_tokens: int = MAX_TOKENS) -> t
             while j + 1 <= last and j + 1 - i < PASSAGE_SENTENCES and budget + lengths[j + 1] <= max_tokens:
                 j += 1
                 budget += lengths[j]
+            para, ps, _ = shown[i]
             s, e = sentences[i].start, sentences[j].end
-            passages.append(Passage(doc.key, number, i, j, s, e, text[s:e]))
+            passages.append(Passage(doc.key, number, i, j, s, e, para[ps : shown[j][2]]))
             if j == last:
                 break
             i = max(i + 1, min(i + PASSAGE_STRIDE, j))
     return sentences, passages
+
+
+def _file_span(text: str, pos: list[int], visible: set[int], ps: int, pe: int, lo: int, hi: int) -> tuple[int, int]:
+    """The file span of rendered characters [ps, pe): from the first to the last shown character,
+    widened over markup touching them ("**", "](url)") up to the neighbouring text."""
+    start, end = pos[ps], pos[pe - 1] + 1
+    floor = pos[ps - 1] + 1 if ps > 0 else lo
+    ceiling = pos[pe] if pe < len(pos) else hi
+    while start > floor and not text[start - 1].isspace() and start - 1 not in visible:
+        start -= 1
+    while end < ceiling and not text[end].isspace() and end not in visible:
+        end += 1
+    return start, end

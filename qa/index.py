@@ -25,14 +25,15 @@ import numpy as np
 from . import store
 from .errors import IndexUnusable, QAError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"
 
 SCHEMA = """
 CREATE TABLE files (source TEXT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE documents (
     id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, source TEXT NOT NULL, title TEXT NOT NULL,
-    date TEXT, url TEXT, hash TEXT NOT NULL, text TEXT NOT NULL);
+    date TEXT, url TEXT, hash TEXT NOT NULL, text TEXT NOT NULL,
+    record TEXT, bom INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE sentences (
     id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, paragraph INTEGER NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL, row INTEGER NOT NULL);

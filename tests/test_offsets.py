@@ -109,8 +109,99 @@ def test_fixture_corpus_offsets_in_every_format(fixture_corpus):
     docs = {key: (source, text) for key, source, text in index.db.execute("SELECT key, source, text FROM documents")}
     assert {"corpus/museum_theft.html", "corpus/solar_farm.md", "corpus/wire.jsonl#0", "corpus/chess_prodigy.json"} <= set(docs)
     rows = index.db.execute('SELECT d.key, s.start, s."end", s.text FROM sentences s JOIN documents d ON d.id = s.doc').fetchall()
+    from qa.markup import plain
+
     for key, start, end, text in rows:
-        assert docs[key][1][start:end] == text, (key, text)
+        if key.endswith(".md"):  # Markdown: the file span, shown without its inline markup
+            assert plain(docs[key][1], start, end)[0] == text, (key, text)
+        else:
+            assert docs[key][1][start:end] == text, (key, text)
     for key, (source, text) in docs.items():
         if source.endswith((".txt", ".md")):
-            assert text == (fixture_corpus.root / source).read_text(encoding="utf-8")
+            with open(fixture_corpus.root / source, encoding="utf-8-sig", newline="") as f:
+                assert text == f.read()
+
+
+# -- BOM, CRLF and CR files; Markdown; byte offsets and JSON records (issue 16 items 4-5) --------
+
+
+def file_text(path) -> str:
+    """The defined document text of a .txt/.md file: UTF-8, BOM removed, line endings kept."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return f.read()
+
+
+def test_bom_crlf_and_cr_files_offsets_index_the_file_as_defined(fixture_corpus):
+    index = Index.open(fixture_corpus.index)
+    rows = index.db.execute(
+        'SELECT d.source, d.bom, s.start, s."end", s.text FROM sentences s JOIN documents d ON d.id = s.doc '
+        "WHERE d.source IN ('corpus/storm_bom_crlf.txt', 'corpus/tide_cr.txt')"
+    ).fetchall()
+    by_source = {}
+    for source, bom, start, end, text in rows:
+        by_source.setdefault(source, []).append(text)
+        path = fixture_corpus.root / source
+        defined = file_text(path)
+        assert defined[start:end] == text, (source, text)
+        # byte offsets: the BOM's length plus the UTF-8 length of the text before the offset
+        raw = path.read_bytes()
+        assert bom == (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        b0, b1 = bom + len(defined[:start].encode("utf-8")), bom + len(defined[:end].encode("utf-8"))
+        assert raw[b0:b1] == text.encode("utf-8"), (source, text)
+    assert (fixture_corpus.root / "corpus/storm_bom_crlf.txt").read_bytes().count(b"\r\n") >= 5
+    assert b"\n" not in (fixture_corpus.root / "corpus/tide_cr.txt").read_bytes()
+    # sentences after the third line of a BOM+CRLF file (the issue found them 3 characters off)
+    assert "Buses will resume on Thursday at 6 a.m. if the roads are cleared in time." in by_source["corpus/storm_bom_crlf.txt"]
+    assert "Water reached the steps of the old customs house." in by_source["corpus/tide_cr.txt"]
+    assert not any(t.startswith("Date:") for t in by_source["corpus/storm_bom_crlf.txt"])  # metadata, not cited
+
+
+def test_markdown_sentences_are_shown_without_markup_and_span_the_file(fixture_corpus):
+    from qa.markup import plain
+
+    index = Index.open(fixture_corpus.index)
+    rows = index.db.execute(
+        "SELECT s.start, s.\"end\", s.text, s.paragraph FROM sentences s JOIN documents d ON d.id = s.doc WHERE d.source = 'corpus/markets.md'"
+    ).fetchall()
+    defined = file_text(fixture_corpus.root / "corpus/markets.md")
+    texts = [t for _, _, t, _ in rows]
+    assert texts == [
+        "Copper Hits a Record High",
+        "Copper rose to $11,000 a tonne on Monday, according to the London Metal Exchange.",
+        "Traders blamed tight supply from mines in Chile and a rush of buying by hedge funds.",
+        "Analysts at Bank of Example expect prices to stay high until the end of the year.",
+    ]
+    for start, end, text, _ in rows:
+        assert plain(defined, start, end)[0] == text
+        assert not any(mark in text for mark in ("**", "](", "`", "<b>", "_tight", "!["))
+    # the file span holds the markup, whole
+    assert defined[rows[1][0] : rows[1][1]].endswith("(https://www.lme.test/prices?metal=cu).")
+    assert defined[rows[0][0] : rows[0][1]] == "Copper Hits a **Record** High"
+    assert [p for *_, p in rows] == [0, 1, 2, 4]  # the image line is no sentence
+    (title, date, url) = index.db.execute("SELECT title, date, url FROM documents WHERE source = 'corpus/markets.md'").fetchone()
+    assert (title, date, url) == ("Copper Hits a Record High", "2024-05-20", "https://news.test/copper")
+
+
+def test_json_records_are_named_and_a_bad_record_is_skipped(fixture_corpus):
+    stderr = fixture_corpus.proc.stderr
+    assert 'qa: warning: skipped line 2 of corpus/northwind.jsonl: "text" is not valid Unicode' in stderr
+    assert "Traceback" not in stderr
+    index = Index.open(fixture_corpus.index)
+    got = index.db.execute("SELECT key, record, date, bom FROM documents WHERE source LIKE 'corpus/%.json%' ORDER BY key").fetchall()
+    assert got == [
+        ("corpus/chess_prodigy.json", None, "2024-03-03", 0),
+        ("corpus/northwind.jsonl#0", "NW-1", "2024-07-30", 0),
+        ("corpus/northwind.jsonl#2", "NW-2", "2024-08-27", 0),
+        ("corpus/northwind.jsonl#3", "line 4", None, 0),
+        ("corpus/wire.jsonl#0", "line 1", "2024-02-09", 0),
+        ("corpus/wire.jsonl#1", "line 2", "2024-02-10", 0),
+    ]
+
+
+def test_digit_led_body_is_not_merged_into_the_title(fixture_corpus):
+    index = Index.open(fixture_corpus.index)
+    rows = index.db.execute(
+        "SELECT s.paragraph, s.text FROM sentences s JOIN documents d ON d.id = s.doc WHERE d.source = 'corpus/fed_digits.txt'"
+    ).fetchall()
+    assert rows[0] == (0, "Fed Holds Rates Into the New Year")
+    assert rows[1] == (1, "2024 ended with the central bank holding its key rate at 5.25%, as expected.")
