@@ -30,6 +30,7 @@ class Citation:
     doc: int  # internal document id
     date: str | None = None  # the article's publication date (ISO 8601), when known
     url: str | None = None
+    record: str | None = None  # the record of a multi-record JSON file: its id, or "line N"
     byte_start: int | None = None  # the same span in bytes of the document text as UTF-8
     byte_end: int | None = None
     row: int = -1  # internal sentence row
@@ -163,7 +164,7 @@ class Bot:
 
 
 def _citation(s: StoredSentence) -> Citation:
-    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc, s.date, s.url, row=s.row)
+    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc, s.date, s.url, s.record, row=s.row)
 
 
 def _add_byte_spans(index: Index, sentences: list[AnswerSentence]) -> None:

@@ -267,7 +267,7 @@ def sources(
 ) -> None:
     """List the indexed articles: date, title, source, url and sentence count, newest first."""
     from .index import Index
-    from .render import counted, json_line
+    from .render import counted, json_line, place
 
     articles = Index.open(_index_path(index)).articles()
     for a in articles:
@@ -275,7 +275,8 @@ def sources(
             print(json_line(a.to_dict()))
         else:
             url = f" <{a.url}>" if a.url else ""
-            print(f"{(a.date or 'undated')[:10]:<10}  {a.title or '(untitled)'} — {a.source}{url}, {counted(a.sentences, 'sentence')}")
+            print(f"{(a.date or 'undated')[:10]:<10}  {a.title or '(untitled)'} — {place(a.source, a.record)}{url}, "
+                  f"{counted(a.sentences, 'sentence')}")
     if not json_out:
         print(f"{counted(len(articles), 'article')}.")
     _exit_now()

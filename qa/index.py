@@ -61,6 +61,7 @@ class StoredSentence:
     key: str
     date: str | None = None  # the article's publication date, ISO 8601
     url: str | None = None
+    record: str | None = None  # which record of a multi-record JSON file
 
 
 @dataclass
@@ -72,10 +73,11 @@ class Article:
     date: str | None
     url: str | None
     sentences: int
-    key: str
+    record: str | None
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "title": self.title, "date": self.date, "url": self.url, "sentences": self.sentences}
+        return {"source": self.source, "record": self.record, "title": self.title, "date": self.date, "url": self.url,
+                "sentences": self.sentences}
 
 
 class Index:
@@ -238,7 +240,7 @@ class Index:
         if not rows:
             return []
         q = (
-            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key, d.date, d.url "
+            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key, d.date, d.url, d.record "
             f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
         )
         found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
@@ -247,7 +249,7 @@ class Index:
     def articles(self) -> list[Article]:
         """Every indexed document, newest first (undated ones last), then by source."""
         q = (
-            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.key FROM documents d "
+            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.record FROM documents d "
             "LEFT JOIN sentences s ON s.doc = d.id GROUP BY d.id "
             "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id"
         )
@@ -262,7 +264,8 @@ class Index:
         return allowed
 
     def byte_spans(self, rows) -> dict[int, tuple[int, int]]:
-        """{row: (byte_start, byte_end)}: a sentence's offsets in its document text encoded as UTF-8.
+        """{row: (byte_start, byte_end)}: a sentence's span in bytes of its file (a text file's BOM
+        counted) or of its JSON record's text as UTF-8.
 
         SQLite stores text as UTF-8, so the byte length of the text before a sentence is the
         length of that prefix cast to a blob; no document is read into Python.
@@ -271,7 +274,8 @@ class Index:
         if not rows:
             return {}
         q = (
-            "SELECT s.row, length(CAST(substr(d.text, 1, s.start) AS BLOB)), length(CAST(substr(d.text, 1, s.\"end\") AS BLOB)) "
+            "SELECT s.row, d.bom + length(CAST(substr(d.text, 1, s.start) AS BLOB)), "
+            "d.bom + length(CAST(substr(d.text, 1, s.\"end\") AS BLOB)) "
             f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
         )
         return {row: (start, end) for row, start, end in self.db.execute(q, rows)}

@@ -32,9 +32,15 @@ def json_line(obj: dict) -> str:
 Segments = list[tuple[str, str]]  # one output line as (text, rich style) pieces
 
 
-def where(source: str, date: str | None, paragraph: int) -> str:
-    """"seeds/a.txt, 2026-05-18, paragraph 2": a citation's file, date (when known) and paragraph."""
-    return ", ".join(p for p in (source, date[:10] if date else None, f"paragraph {paragraph}") if p)
+def where(source: str, date: str | None, paragraph: int, record: str | None = None) -> str:
+    """"wire.jsonl (story-3), 2026-05-18, paragraph 2": a citation's file and record, its date
+    (when known) and paragraph."""
+    return ", ".join(p for p in (place(source, record), date[:10] if date else None, f"paragraph {paragraph}") if p)
+
+
+def place(source: str, record: str | None) -> str:
+    """A document's file, with its record for multi-record JSON files: "wire.jsonl (story-3)"."""
+    return f"{source} ({record})" if record else source
 
 
 def _highlighted(text: str, question: str) -> Segments:
@@ -61,7 +67,7 @@ def answer_lines(answer: Answer, sentences: list[AnswerSentence] | None = None, 
     lines += [[], [("Sources", "bold")]]
     for i, s in enumerate(sentences, first_marker):
         for c in [s.citation, *s.also]:
-            lines.append([(f"[{i}] ", "cyan"), (c.title or "(untitled)", "italic"), (f" — {where(c.source, c.date, c.paragraph)}", "dim")])
+            lines.append([(f"[{i}] ", "cyan"), (c.title or "(untitled)", "italic"), (f" — {where(c.source, c.date, c.paragraph, c.record)}", "dim")])
     return lines
 
 

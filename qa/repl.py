@@ -142,7 +142,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         if p is None:
             start, end, text = index.paragraph_text(c.doc, c.paragraph)
             p = paragraphs[(c.doc, c.paragraph)] = {"markers": [], "source": c.source, "title": c.title, "paragraph": c.paragraph,
-                                                    "date": c.date, "url": c.url,
+                                                    "record": c.record, "date": c.date, "url": c.url,
                                                     "start": start, "end": end, "text": text, "cited": []}
         p["markers"].append(i)
         p["cited"].append([c.start - p["start"], c.end - p["start"]])
@@ -152,7 +152,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         return
     for p in paragraphs:
         markers = "".join(f"[{m}]" for m in p["markers"])
-        con.print(Text(f"{markers} {p['title']} — {where(p['source'], p['date'], p['paragraph'])}", style="bold"))
+        con.print(Text(f"{markers} {p['title']} — {where(p['source'], p['date'], p['paragraph'], p['record'])}", style="bold"))
         body = Text(p["text"])
         for start, end in p["cited"]:
             body.stylize("underline", start, end)

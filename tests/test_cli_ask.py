@@ -10,7 +10,7 @@ from conftest import REPO, SEED, json_lines, run_qa
 
 SENTENCE_KEYS = {"text": str, "source": str, "title": str, "start": int, "end": int, "paragraph": int, "score": float,
                  "byte_start": int, "byte_end": int}
-OPTIONAL_KEYS = {"date", "url"}  # a string when known, null when not
+OPTIONAL_KEYS = {"date", "url", "record"}  # a string when known, null when not
 SEED_BYTES = (REPO / SEED).read_bytes()
 SEED_TEXT = SEED_BYTES.decode("utf-8-sig")
 SEED_TITLE = SEED_TEXT.splitlines()[0]
@@ -27,7 +27,7 @@ def check_answer_schema(obj: dict, question: str) -> None:
         assert set(s) - {"also"} == set(SENTENCE_KEYS) | OPTIONAL_KEYS, s.keys()
         for key, typ in SENTENCE_KEYS.items():
             assert isinstance(s[key], typ) and not isinstance(s[key], bool), (key, s[key])
-        assert s["date"] is None and s["url"] is None  # the seed has no dateline
+        assert s["date"] is None and s["url"] is None and s["record"] is None  # the seed: no dateline, one document
         # the citation is verbatim: the file's text at [start, end), and its bytes at [byte_start, byte_end)
         assert s["source"] == SEED and s["title"] == SEED_TITLE
         assert SEED_TEXT[s["start"] : s["end"]] == s["text"]

@@ -81,8 +81,8 @@ def test_a_named_month_picks_that_months_article(news_index):
 def test_terminal_sources_show_dates(news_index):
     proc = run_qa("ask", "When is the second hearing in the Harbor Authority case now?", "--index", str(news_index))
     assert proc.returncode == 0, proc.stderr
-    assert "[1] Second Hearing in Harbor Authority Case Postponed — wire.jsonl" in proc.stdout
-    assert ", 2026-08-27, paragraph 1" in proc.stdout
+    # The record of the multi-record file, the date, the paragraph.
+    assert "[1] Second Hearing in Harbor Authority Case Postponed — wire.jsonl (story-08), 2026-08-27, paragraph 1" in proc.stdout
 
 
 def test_since_and_until_filter_by_publication_date(news_index):
@@ -116,7 +116,9 @@ def test_sources_lists_articles_newest_first(news_index):
     assert len(rows) == 14
     assert [r["date"] for r in rows] == sorted((r["date"] for r in rows), reverse=True)
     assert (rows[0]["date"], rows[0]["title"]) == ("2026-11-05", "Greta Sol Wins Second Term as Lakeside Mayor")
-    assert all(set(r) >= {"source", "title", "date", "url", "sentences"} and r["sentences"] > 0 for r in rows)
+    assert all(set(r) == {"source", "record", "title", "date", "url", "sentences"} and r["sentences"] > 0 for r in rows)
+    assert {r["record"] for r in rows} == {f"story-{i:02d}" for i in range(1, 15)}
     text = run_qa("sources", "--index", str(news_index)).stdout
-    assert text.splitlines()[0].startswith("2026-11-05  Greta Sol Wins Second Term as Lakeside Mayor — wire.jsonl")
+    assert text.splitlines()[0] == ("2026-11-05  Greta Sol Wins Second Term as Lakeside Mayor — wire.jsonl (story-14) "
+                                    "<https://news.example/lakeside-result>, 3 sentences")
     assert text.splitlines()[-1] == "14 articles."
