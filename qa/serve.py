@@ -162,6 +162,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, token: str | None) -> str | None:
+    if is_loopback(host) or token is not None:
+        return None
+    return f"serving on {host}: the API has no authentication; anyone who can reach this port can use it (set --token)"
+
+
 def _sentence(s: AnswerSentence) -> dict:
     return {**s.to_dict(), "doc": s.citation.doc}
 
@@ -227,8 +233,9 @@ def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: 
         import uvicorn
     except ImportError:
         raise QAError("qa serve needs the serve extra: pip install 'qa[serve]'") from None
-    if not is_loopback(host) and token is None:
-        warn(f"serving on {host}: the API has no authentication; anyone who can reach this port can use it (set --token)")
+    message = exposure_warning(host, token)
+    if message:
+        warn(message)
     warm(bot)
     app = create_app(root, bot, token)
     print(f"qa: serving {root} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)

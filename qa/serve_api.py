@@ -81,6 +81,7 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
     async def api_chat(request: Request):
         data = await _body(request)
         question = _question(data)
+        top = _int(data["top"], "top", 1, MAX_TOP) if "top" in data else None
         cid = data.get("conversation")
 
         def work():
@@ -88,6 +89,8 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
             cid_, chat = chats.new(bot) if cid is None else (cid, chats.get(cid))
             with chat.lock:
                 chat.conversation.bot = bot
+                if top is not None:
+                    chat.conversation.top = top
                 answer = chat.conversation.ask(question)
                 chat.shown = len(answer.sentences)
             return {**answer_json(answer), "conversation": cid_}
