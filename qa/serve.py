@@ -12,6 +12,7 @@ import hmac
 import inspect
 import ipaddress
 import json
+import os
 import secrets
 import threading
 import time
@@ -29,7 +30,9 @@ MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has
 MAX_TOP = 50
 MAX_CONVERSATIONS = 1000  # least recently used ones go first beyond this
 CONVERSATION_IDLE_S = 30 * 60
-WORKERS = 4  # questions answered at once; more only queue inside onnxruntime on 2 cores
+# Questions answered at once. Answering is CPU work, half of it under the GIL: on 2 cores, 2 and
+# 3 workers gave the same throughput, 1 gave 25 % less (scripts/load_serve.py, BENCHMARKS.md).
+WORKERS = min(4, max(2, os.cpu_count() or 2))
 WEB = Path(__file__).resolve().parent / "web"
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}  # all that is served
 TOKEN_COOKIE = "qa_token"
@@ -54,6 +57,7 @@ class LiveBot:
     def __init__(self, root: Path, bot: Bot) -> None:
         self.root = root
         self.bot = bot
+        one_thread_encoder(bot.index)
         self._switching = threading.Lock()
 
     def current(self) -> Bot:
@@ -86,9 +90,24 @@ def refreshed(root: Path, old: Bot) -> Bot:
     index = Index.open(root)
     if index.model_id == old.index.model_id and "encoder" in old.index.__dict__:
         index.__dict__["encoder"] = old.index.encoder
+    else:
+        one_thread_encoder(index)
     bot = Bot(index, old.ranker)
     warm(bot)
     return bot
+
+
+def one_thread_encoder(index) -> None:
+    """Give the index a single-threaded encoder. A server answers several questions at once, so
+    parallelism comes from requests; onnxruntime's own threads only spin against them (16
+    clients on 2 cores: 110 requests/s with one thread per run, 54/s with two)."""
+    from .embed import OnnxEncoder
+
+    if not (index.model_folder / "model.onnx").is_file():
+        return  # Index.encoder reports the missing export when it is first used
+    encoder = index.__dict__.get("encoder")
+    if encoder is None or encoder.threads != 1:
+        index.__dict__["encoder"] = index._guard("model export", lambda: OnnxEncoder(index.model_folder, threads=1))
 
 
 def warm(bot: Bot) -> None:
