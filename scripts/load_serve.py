@@ -123,7 +123,7 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
     wall = time.perf_counter() - t0
     lat = sorted(x for w in workers for x in w.latencies)
     errors = [e for w in workers for e in w.errors]
-    out = {"clients": clients, "seconds": round(wall, 1), "requests": len(lat), "throughput": round(len(lat) / wall, 1),
+    out = {"clients": clients, "seconds": round(wall, 1), "loadavg_1min_after": round(os.getloadavg()[0], 1), "requests": len(lat), "throughput": round(len(lat) / wall, 1),
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1), "max_ms": round(lat[-1] * 1000, 1) if lat else None,
            "errors": len(errors), "first_errors": errors[:5], **extra}
