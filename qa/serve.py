@@ -30,8 +30,8 @@ MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has
 MAX_TOP = 50
 MAX_CONVERSATIONS = 1000  # least recently used ones go first beyond this
 CONVERSATION_IDLE_S = 30 * 60
-# Questions answered at once. Answering is CPU work, half of it under the GIL: on 2 cores, 2 and
-# 3 workers gave the same throughput, 1 gave 25 % less (scripts/load_serve.py, BENCHMARKS.md).
+# Questions answered at once. Answering is CPU work, much of it under the GIL: 16 clients on 2
+# cores got 84 requests/s with 1 worker, 110/s with 2, 125/s with 3 (scripts/load_serve.py, 15 s runs).
 WORKERS = min(4, max(2, os.cpu_count() or 2))
 WEB = Path(__file__).resolve().parent / "web"
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}  # all that is served

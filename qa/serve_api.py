@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -56,18 +57,22 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
 
     def endpoint(work, page: bool = False):
         async def handle(request: Request) -> Response:
+            t0 = time.perf_counter()
             try:
                 check_token(request.headers, request.cookies, request.query_params if page else {}, token)
                 result = await work(request)
-                return result if isinstance(result, Response) else _json(result)
+                response = result if isinstance(result, Response) else _json(result)
             except ApiError as e:
-                return _json(error_body(e), e.status)
+                response = _json(error_body(e), e.status)
             except UsageError as e:
-                return _json(error_body(e), 400)
+                response = _json(error_body(e), 400)
             except IndexUnusable as e:
-                return _json(error_body(e), 503)
+                response = _json(error_body(e), 503)
             except QAError as e:
-                return _json(error_body(e), 500)
+                response = _json(error_body(e), 500)
+            # Time inside the server, waiting for a worker included (the load script reads it).
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+            return response
 
         return handle
 

@@ -48,6 +48,7 @@ class Client(threading.Thread):
         self.port, self.questions, self._deadline = port, questions, deadline
         self.rng = random.Random(seed)
         self.latencies: list[float] = []
+        self.server_ms: list[float] = []  # the server's own time (Server-Timing), queueing included
         self.done_at: list[float] = []
         self.errors: list[str] = []
 
@@ -68,6 +69,9 @@ class Client(threading.Thread):
             return None
         t1 = time.perf_counter()
         self.latencies.append(t1 - t0)
+        timing = r.getheader("server-timing") or ""
+        if "dur=" in timing:
+            self.server_ms.append(float(timing.split("dur=")[1]))
         self.done_at.append(t1)
         if r.status != 200:
             self.errors.append(f"{path}: {r.status} {payload[:200]!r}")
@@ -123,9 +127,11 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
     wall = time.perf_counter() - t0
     lat = sorted(x for w in workers for x in w.latencies)
     errors = [e for w in workers for e in w.errors]
+    server = sorted(x for w in workers for x in w.server_ms)
     out = {"clients": clients, "seconds": round(wall, 1), "loadavg_1min_after": round(os.getloadavg()[0], 1), "requests": len(lat), "throughput": round(len(lat) / wall, 1),
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1), "max_ms": round(lat[-1] * 1000, 1) if lat else None,
+           "server_p50_ms": round(percentile(server, 50), 1), "server_p95_ms": round(percentile(server, 95), 1),
            "errors": len(errors), "first_errors": errors[:5], **extra}
     if extra.get("commit_at") is not None:  # requests that finished after the new generation was live
         out["requests_after_commit"] = sum(t > extra["commit_at"] for w in workers for t in w.done_at)

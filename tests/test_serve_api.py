@@ -50,6 +50,7 @@ def test_ask_gives_the_same_json_as_qa_ask(client, seed_index):
     assert all(isinstance(s["doc"], int) for s in body["sentences"])
     assert "application/json" in r.headers["content-type"]
     assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert r.headers["server-timing"].startswith("app;dur=")
 
 
 def test_chat_follow_up_more_and_reset(client):
