@@ -157,7 +157,7 @@ def main() -> None:
     questions: dict[str, list[str]] = {}
     for q in qs:
         questions.setdefault(q.source, []).append(q.text)
-    subprocess.run(qa_cmd("index", str(articles), "--index", str(index)), check=True, env=env(), cwd=REPO)
+    subprocess.run(qa_cmd("index", str(articles), "--index", str(index)), check=True, env=env(), cwd=REPO, stdout=sys.stderr)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
