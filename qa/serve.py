@@ -255,10 +255,26 @@ def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: 
     message = exposure_warning(host, token)
     if message:
         warn(message)
+    sock = listen(host, port)
     warm(bot)
-    app = create_app(root, bot, token)
-    print(f"qa: serving {root} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=256, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(create_app(root, bot, token), log_level="warning", limit_concurrency=256, timeout_graceful_shutdown=5)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"qa: serving {root} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int):
+    """A socket bound to host:port, or a one-line error (uvicorn would log and exit instead)."""
+    import socket
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        raise QAError(f"cannot listen on {host} port {port} ({e.strerror or e}); choose another --host or --port") from None
+    return sock
 
 
 class ServerThread:

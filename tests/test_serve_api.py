@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("starlette", reason="the serve extra is not installed (pip install -e '.[test]')")
 from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import REPO, SEED, qa_env, run_qa  # noqa: E402
+from conftest import REPO, SEED, assert_clean_error, qa_env, run_qa  # noqa: E402
 from qa.answer import MAX_QUESTION_CHARS, Bot  # noqa: E402
 from qa.serve import MAX_BODY_BYTES, ApiError, Conversations, create_app, exposure_warning  # noqa: E402
 
@@ -276,3 +276,11 @@ def test_qa_serve_command_serves_the_index(seed_index):
         proc.terminate()
         out, err = proc.communicate(timeout=20)
     assert "Traceback" not in err and "serving" in out, (out, err)
+
+
+def test_port_in_use_is_a_one_line_error(seed_index):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = run_qa("serve", "--index", str(seed_index), "--port", str(busy.getsockname()[1]))
+    assert "cannot listen on 127.0.0.1 port" in assert_clean_error(proc)
