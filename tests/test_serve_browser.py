@@ -67,6 +67,7 @@ def site(tmp_path_factory, seed_index):
 def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, read below
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
@@ -117,6 +118,11 @@ def check_marks(driver) -> list:
         assert mark.text == text[start:end], (source, start, end)
     assert marks
     return marks
+
+
+def console_errors(driver) -> list[str]:
+    """Errors in the page's console (script errors, CSP violations), the favicon's 404 aside."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
 
 
 def api_chat(url: str, questions: list[str]) -> dict:
@@ -186,6 +192,7 @@ def test_the_page_answers_cites_and_stays_safe(site, browser, tmp_path):
     ask(d, "What is the boiling point of mercury on Neptune?")
     turn = d.find_elements(By.CSS_SELECTOR, "#log .turn")[-1]
     assert turn.find_elements(By.CSS_SELECTOR, ".declined") and not turn.find_elements(By.CSS_SELECTOR, "li.sentence")
+    assert console_errors(d) == []
 
 
 def test_hostile_article_markup_never_runs(site, browser):
@@ -208,3 +215,4 @@ def test_hostile_article_markup_never_runs(site, browser):
     assert not [a for a in d.find_elements(By.CSS_SELECTOR, "a") if (a.get_attribute("href") or "").startswith("javascript:")]
     with pytest.raises(NoAlertPresentException):
         d.switch_to.alert.text
+    assert console_errors(d) == []  # nothing was even attempted (a blocked script would log here)
