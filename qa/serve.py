@@ -30,6 +30,7 @@ MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has
 MAX_TOP = 50
 MAX_CONVERSATIONS = 1000  # least recently used ones go first beyond this
 CONVERSATION_IDLE_S = 30 * 60
+MAX_HISTORY = 20  # answers kept per conversation (follow-ups read the last ones), so memory stays bounded
 # Questions answered at once. Answering is CPU work, much of it under the GIL: 16 clients on 2
 # cores got 84 requests/s with 1 worker, 110/s with 2, 125/s with 3 (scripts/load_serve.py, 15 s runs).
 WORKERS = min(4, max(2, os.cpu_count() or 2))
@@ -225,7 +226,7 @@ def create_app(root: Path, bot: Bot, token: str | None = None, conversations: Co
     """The Starlette application over the index folder `root`, starting from an opened `bot`."""
     from . import serve_api
 
-    return serve_api.build(LiveBot(Path(root), bot), token, conversations or Conversations())
+    return serve_api.build(LiveBot(Path(root), bot), token, Conversations() if conversations is None else conversations)
 
 
 def check_token(headers, cookies, query, token: str | None) -> None:

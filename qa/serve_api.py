@@ -15,7 +15,7 @@ from starlette.routing import Route
 from .answer import DEFAULT_TOP
 from .errors import IndexUnusable, QAError, UsageError
 from .serve import (
-    MAX_BODY_BYTES, MAX_TOP, SECURITY_HEADERS, STATIC, TOKEN_COOKIE, WEB, WORKERS, ApiError, Conversations, LiveBot,
+    MAX_BODY_BYTES, MAX_HISTORY, MAX_TOP, SECURITY_HEADERS, STATIC, TOKEN_COOKIE, WEB, WORKERS, ApiError, Conversations, LiveBot,
     _int, _optional_str, _question, _sentence, answer_json, ask, check_token, dumps, error_body,
 )
 
@@ -97,6 +97,7 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
                 if top is not None:
                     chat.conversation.top = top
                 answer = chat.conversation.ask(question)
+                del chat.conversation.history[:-MAX_HISTORY]
                 chat.shown = len(answer.sentences)
             return {**answer_json(answer), "conversation": cid_}
 

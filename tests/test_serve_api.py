@@ -214,6 +214,18 @@ def test_new_generation_is_served_without_restart_or_failed_request(seed_copy, t
         assert c.post("/api/chat", json={"conversation": cid, "question": "Who led them?"}).status_code == 200
 
 
+def test_a_long_conversation_keeps_a_bounded_history(seed_index, seed_bot):
+    from qa.serve import MAX_HISTORY
+
+    chats = Conversations()
+    with TestClient(create_app(seed_index, seed_bot, conversations=chats)) as c:
+        cid = c.post("/api/chat", json={"question": SEED_QUESTION}).json()["conversation"]
+        for i in range(MAX_HISTORY + 3):
+            assert c.post("/api/chat", json={"conversation": cid, "question": f"And what about {i}?"}).status_code == 200
+        history = chats.get(cid).conversation.history
+        assert len(history) == MAX_HISTORY and history[-1].question == f"And what about {MAX_HISTORY + 2}?"
+
+
 def test_conversations_expire_when_idle_and_are_bounded(seed_bot):
     now = [0.0]
     chats = Conversations(limit=2, idle=30 * 60, clock=lambda: now[0])
