@@ -313,6 +313,24 @@ def eval_cmd(
         ev.print_report(report)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)"),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="Port to listen on"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="QA_TOKEN", help="Require `Authorization: Bearer TOKEN` on every request"),
+    index: Optional[Path] = IndexOpt,
+    corpus: Optional[Path] = CorpusOpt,
+    model: Optional[Path] = ModelOpt,
+) -> None:
+    """Serve the chat page at / and the JSON API (/api/ask, /api/chat, ...) over HTTP."""
+    from . import serve as srv
+
+    if token is not None and not token.strip():
+        raise UsageError("--token is empty")
+    bot = _open_bot(index, corpus, model)
+    srv.run(_index_path(index), bot, host, port, token, warn=_warn)
+
+
 def _click_exceptions() -> tuple[type[Exception], type[Exception]]:
     """The (ClickException, Abort) classes typer raises: since 0.2x it runs its own copy of click."""
     try:

@@ -1,0 +1,311 @@
+"""`qa serve`: the bot as a JSON API and a chat page, on Starlette served by uvicorn.
+
+Starlette and uvicorn (the `serve` extra) are imported only here, never on the `qa ask` path.
+Every answer body is the `qa ask --json` schema; each sentence also carries `doc`, the document
+id that GET /api/paragraph takes. Errors are `{"error": message}`, the message being what the
+CLI prints after `qa: error: `.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import json
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import store
+from .answer import MAX_QUESTION_CHARS, Answer, AnswerSentence, Bot
+from .chat import Conversation
+from .errors import IndexUnusable, QAError, UsageError
+
+MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has no use for more
+MAX_TOP = 50
+MAX_CONVERSATIONS = 1000  # least recently used ones go first beyond this
+CONVERSATION_IDLE_S = 30 * 60
+MAX_HISTORY = 20  # answers kept per conversation (follow-ups read the last ones), so memory stays bounded
+# Questions answered at once. Answering is CPU work, much of it under the GIL: 16 clients on 2
+# cores got 84 requests/s with 1 worker, 110/s with 2, 125/s with 3 (scripts/load_serve.py, 15 s runs).
+WORKERS = min(4, max(2, os.cpu_count() or 2))
+WEB = Path(__file__).resolve().parent / "web"
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}  # all that is served
+TOKEN_COOKIE = "qa_token"
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LiveBot:
+    """The Bot of the index's live generation; follows `qa index` commits between requests."""
+
+    def __init__(self, root: Path, bot: Bot) -> None:
+        self.root = root
+        self.bot = bot
+        one_thread_encoder(bot.index)
+        self._switching = threading.Lock()
+
+    def current(self) -> Bot:
+        """The bot to answer this request with. When CURRENT names a new generation, the first
+        request to see it opens and warms a fresh Bot; requests already running (and any that
+        arrive meanwhile) keep the old one, whose files stay readable once open."""
+        folder = store.current_generation(self.root)  # IndexUnusable on a corrupt CURRENT: 503
+        if folder is None:
+            raise IndexUnusable(f"no index at {self.root}; build it with `qa index`")
+        bot = self.bot
+        if folder == bot.index.folder or not self._switching.acquire(blocking=False):
+            return bot
+        try:
+            if self.bot.index.folder != folder:
+                self.bot = refreshed(self.root, self.bot)
+        except IndexUnusable:
+            if store.current_generation(self.root) == folder:
+                raise  # the new generation itself is broken
+            # it was replaced again while we opened it: keep the old bot, the next request retries
+        finally:
+            self._switching.release()
+        return self.bot
+
+
+def refreshed(root: Path, old: Bot) -> Bot:
+    """A Bot on the live generation, every part loaded (so a later commit deleting its files
+    cannot break it), sharing the old Bot's encoder when the model is the same."""
+    from .index import Index
+
+    index = Index.open(root)
+    if index.model_id == old.index.model_id and "encoder" in old.index.__dict__:
+        index.__dict__["encoder"] = old.index.encoder
+    else:
+        one_thread_encoder(index)
+    bot = Bot(index, old.ranker)
+    warm(bot)
+    return bot
+
+
+def one_thread_encoder(index) -> None:
+    """Give the index a single-threaded encoder. A server answers several questions at once, so
+    parallelism comes from requests; onnxruntime's own threads only spin against them (16
+    clients on 2 cores: 110 requests/s with one thread per run, 54/s with two)."""
+    from .embed import OnnxEncoder
+
+    if not (index.model_folder / "model.onnx").is_file():
+        return  # Index.encoder reports the missing export when it is first used
+    encoder = index.__dict__.get("encoder")
+    if encoder is None or encoder.threads != 1:
+        index.__dict__["encoder"] = index._guard("model export", lambda: OnnxEncoder(index.model_folder, threads=1))
+
+
+def warm(bot: Bot) -> None:
+    """Load every lazy part of the index now rather than inside someone's request."""
+    bot.ask("warm up the index", top=1)
+    bot.index.db.execute("SELECT count(*) FROM documents").fetchone()
+
+
+def ask(bot: Bot, question: str, top: int, since: str | None, until: str | None) -> Answer:
+    """Bot.ask with date filters when this Bot takes them (the only place that knows)."""
+    if since is None and until is None:
+        return bot.ask(question, top=top)
+    params = inspect.signature(bot.ask).parameters
+    if "since" not in params or "until" not in params:
+        raise UsageError("date filters (since/until) are not supported by this version of qa")
+    return bot.ask(question, top=top, since=since, until=until)
+
+
+@dataclass
+class _Chat:
+    conversation: Conversation
+    used: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    shown: int = 0  # sentences of the last answer shown so far (markers continue from here)
+
+
+class Conversations:
+    """Conversations by id: dropped after `idle` seconds unused, at most `limit` (LRU)."""
+
+    def __init__(self, limit: int = MAX_CONVERSATIONS, idle: float = CONVERSATION_IDLE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.idle, self.clock = limit, idle, clock
+        self._chats: OrderedDict[str, _Chat] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._chats)
+
+    def new(self, bot: Bot) -> tuple[str, _Chat]:
+        cid = secrets.token_urlsafe(16)
+        chat = _Chat(Conversation(bot, floor=bot.display_floor), self.clock())
+        with self._lock:
+            self._expire()
+            self._chats[cid] = chat
+            while len(self._chats) > self.limit:
+                self._chats.popitem(last=False)
+        return cid, chat
+
+    def get(self, cid: object) -> _Chat:
+        with self._lock:
+            self._expire()
+            chat = self._chats.get(cid) if isinstance(cid, str) else None
+            if chat is None:
+                raise ApiError(404, "unknown or expired conversation; start a new one by leaving out `conversation`")
+            chat.used = self.clock()
+            self._chats.move_to_end(cid)
+            return chat
+
+    def _expire(self) -> None:
+        cutoff = self.clock() - self.idle
+        while self._chats and next(iter(self._chats.values())).used < cutoff:
+            self._chats.popitem(last=False)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    if is_loopback(host) or token is not None:
+        return None
+    return f"serving on {host}: the API has no authentication; anyone who can reach this port can use it (set --token)"
+
+
+def _sentence(s: AnswerSentence) -> dict:
+    return {**s.to_dict(), "doc": s.citation.doc}
+
+
+def answer_json(a: Answer) -> dict:
+    return {**a.to_dict(), "sentences": [_sentence(s) for s in a.sentences]}
+
+
+def _question(data: dict) -> str:
+    q = data.get("question")
+    if not isinstance(q, str):
+        raise UsageError("`question` must be a string, e.g. {\"question\": \"What did London agree?\"}")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise UsageError(f"the question is {len(q)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    return q
+
+
+def _int(value: object, name: str, low: int, high: int) -> int:
+    try:
+        n = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UsageError(f"`{name}` must be a whole number") from None
+    if isinstance(value, (bool, float)) or not low <= n <= high:
+        raise UsageError(f"`{name}` must be a whole number from {low} to {high}")
+    return n
+
+
+def _optional_str(data: dict, name: str) -> str | None:
+    v = data.get(name)
+    if v is not None and not isinstance(v, str):
+        raise UsageError(f"`{name}` must be a string")
+    return v
+
+
+def create_app(root: Path, bot: Bot, token: str | None = None, conversations: Conversations | None = None):
+    """The Starlette application over the index folder `root`, starting from an opened `bot`."""
+    from . import serve_api
+
+    return serve_api.build(LiveBot(Path(root), bot), token, Conversations() if conversations is None else conversations)
+
+
+def check_token(headers, cookies, query, token: str | None) -> None:
+    """With a token, each request carries it: `Authorization: Bearer T`, or the cookie that
+    GET /?token=T sets for the page (a browser cannot add headers to its own requests)."""
+    if token is None:
+        return
+    auth = headers.get("authorization", "")
+    given = auth[7:] if auth[:7].lower() == "bearer " else cookies.get(TOKEN_COOKIE) or query.get("token")
+    if not given:
+        raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(403, "wrong token")
+
+
+def error_body(e: Exception) -> dict:
+    return {"error": str(e)}
+
+
+def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+        warn: Callable[[str], None] = print) -> None:
+    """`qa serve`: answer until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise QAError("qa serve needs the serve extra: pip install 'qa[serve]'") from None
+    message = exposure_warning(host, token)
+    if message:
+        warn(message)
+    sock = listen(host, port)
+    warm(bot)
+    config = uvicorn.Config(create_app(root, bot, token), log_level="warning", limit_concurrency=256, timeout_graceful_shutdown=5)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"qa: serving {root} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int):
+    """A socket bound to host:port, or a one-line error (uvicorn would log and exit instead)."""
+    import socket
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        raise QAError(f"cannot listen on {host} port {port} ({e.strerror or e}); choose another --host or --port") from None
+    return sock
+
+
+class ServerThread:
+    """uvicorn on a free loopback port in a background thread (tests, the load script)."""
+
+    def __init__(self, app) -> None:
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=256))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def dumps(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode()

@@ -1,0 +1,208 @@
+"""The routes of `qa serve` (see qa/serve.py for the parts that do not need Starlette)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from .answer import DEFAULT_TOP
+from .errors import IndexUnusable, QAError, UsageError
+from .serve import (
+    MAX_BODY_BYTES, MAX_HISTORY, MAX_TOP, SECURITY_HEADERS, STATIC, TOKEN_COOKIE, WEB, WORKERS, ApiError, Conversations, LiveBot,
+    _int, _optional_str, _question, _sentence, answer_json, ask, check_token, dumps, error_body,
+)
+
+MAX_SOURCES_PAGE = 10_000
+
+
+def _json(obj: dict, status: int = 200) -> Response:
+    return Response(dumps(obj), status, headers=SECURITY_HEADERS, media_type="application/json")
+
+
+async def _body(request: Request) -> dict:
+    """The JSON object in the body, read no further than MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError("the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise UsageError("the request body must be a JSON object")
+    return data
+
+
+def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
+    import anyio.to_thread
+
+    limiter = []  # one CapacityLimiter, made inside the event loop on first use
+
+    async def blocking(fn, *args):
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(WORKERS))
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter[0])
+
+    def endpoint(work, page: bool = False):
+        async def handle(request: Request) -> Response:
+            t0 = time.perf_counter()
+            try:
+                check_token(request.headers, request.cookies, request.query_params if page else {}, token)
+                result = await work(request)
+                response = result if isinstance(result, Response) else _json(result)
+            except ApiError as e:
+                response = _json(error_body(e), e.status)
+            except UsageError as e:
+                response = _json(error_body(e), 400)
+            except IndexUnusable as e:
+                response = _json(error_body(e), 503)
+            except QAError as e:
+                response = _json(error_body(e), 500)
+            # Time inside the server, waiting for a worker included (the load script reads it).
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+            return response
+
+        return handle
+
+    async def api_ask(request: Request):
+        data = await _body(request)
+        question = _question(data)
+        top = _int(data.get("top", DEFAULT_TOP), "top", 1, MAX_TOP)
+        since, until = _optional_str(data, "since"), _optional_str(data, "until")
+        return answer_json(await blocking(lambda: ask(live.current(), question, top, since, until)))
+
+    async def api_chat(request: Request):
+        data = await _body(request)
+        question = _question(data)
+        top = _int(data["top"], "top", 1, MAX_TOP) if "top" in data else None
+        cid = data.get("conversation")
+
+        def work():
+            bot = live.current()
+            cid_, chat = chats.new(bot) if cid is None else (cid, chats.get(cid))
+            with chat.lock:
+                chat.conversation.bot = bot
+                if top is not None:
+                    chat.conversation.top = top
+                answer = chat.conversation.ask(question)
+                del chat.conversation.history[:-MAX_HISTORY]
+                chat.shown = len(answer.sentences)
+            return {**answer_json(answer), "conversation": cid_}
+
+        return await blocking(work)
+
+    async def api_more(request: Request):
+        data = await _body(request)
+        chat = chats.get(data.get("conversation"))
+
+        def work():
+            with chat.lock:
+                first = chat.shown + 1
+                shown = chat.conversation.more()
+                chat.shown += len(shown)
+                last = chat.conversation.history[-1] if chat.conversation.history else None
+            return {"question": last.question if last else None, "first_marker": first,
+                    "sentences": [_sentence(s) for s in shown]}
+
+        return await blocking(work)
+
+    async def api_reset(request: Request):
+        data = await _body(request)
+        chat = chats.get(data.get("conversation"))
+
+        def work():
+            with chat.lock:
+                chat.conversation.reset()
+                chat.shown = 0
+            return {"conversation": data["conversation"], "reset": True}
+
+        return await blocking(work)
+
+    async def api_health(request: Request):
+        bot = await blocking(live.current)
+        counts = bot.index.manifest.get("counts", {})
+        return {"status": "ok", "generation": bot.index.folder.name, "articles": counts.get("documents"),
+                "sentences": counts.get("sentences"), "model": bot.index.model_id, "conversations": len(chats)}
+
+    async def api_sources(request: Request):
+        offset = _int(request.query_params.get("offset", 0), "offset", 0, 2**62)
+        limit = _int(request.query_params.get("limit", 1000), "limit", 1, MAX_SOURCES_PAGE)
+
+        def work():
+            db = live.current().index.db
+            total = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+            rows = db.execute(
+                "SELECT d.id, d.source, d.key, d.title, d.date, d.url, (SELECT count(*) FROM sentences s WHERE s.doc = d.id) "
+                "FROM documents d ORDER BY d.source, d.key LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            return {"total": total, "offset": offset, "sources": [
+                {"doc": r[0], "source": r[1], "key": r[2], "title": r[3], "date": r[4], "url": r[5], "sentences": r[6]} for r in rows]}
+
+        return await blocking(_readable(work))
+
+    async def api_paragraph(request: Request):
+        doc = _int(request.query_params.get("doc"), "doc", 0, 2**62)
+        paragraph = _int(request.query_params.get("paragraph"), "paragraph", 0, 2**31)
+
+        def work():
+            db = live.current().index.db
+            d = db.execute("SELECT source, title, date, url, text FROM documents WHERE id = ?", (doc,)).fetchone()
+            span = db.execute('SELECT min(start), max("end") FROM sentences WHERE doc = ? AND paragraph = ?', (doc, paragraph)).fetchone()
+            if d is None or span[0] is None:
+                raise ApiError(404, f"the index holds no paragraph {paragraph} in document {doc}")
+            start, end = span
+            return {"doc": doc, "paragraph": paragraph, "source": d[0], "title": d[1], "date": d[2], "url": d[3],
+                    "start": start, "end": end, "text": d[4][start:end]}
+
+        return await blocking(_readable(work))
+
+    async def page(request: Request):
+        if token is not None and "token" in request.query_params:  # now checked: keep it in a cookie, off the URL
+            response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+            return response
+        return Response((WEB / "index.html").read_bytes(), headers=SECURITY_HEADERS, media_type="text/html; charset=utf-8")
+
+    async def static(request: Request):
+        name = request.path_params["name"]
+        if name not in STATIC:  # a fixed list: never a path taken from the request
+            raise ApiError(404, f"no such file: {name}")
+        return Response((WEB / name).read_bytes(), headers=SECURITY_HEADERS, media_type=STATIC[name])
+
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        return _json({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
+
+    routes = [
+        Route("/", endpoint(page, page=True)),
+        Route("/static/{name}", endpoint(static)),
+        Route("/api/ask", endpoint(api_ask), methods=["POST"]),
+        Route("/api/chat", endpoint(api_chat), methods=["POST"]),
+        Route("/api/more", endpoint(api_more), methods=["POST"]),
+        Route("/api/reset", endpoint(api_reset), methods=["POST"]),
+        Route("/api/health", endpoint(api_health)),
+        Route("/api/sources", endpoint(api_sources)),
+        Route("/api/paragraph", endpoint(api_paragraph)),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def _readable(work):
+    """A damaged meta.sqlite is an unusable index (503), like in Index._guard."""
+    def run():
+        try:
+            return work()
+        except sqlite3.Error as e:
+            raise IndexUnusable(f"index is unreadable (meta.sqlite: {e}); rebuild it with `qa index --rebuild`") from None
+
+    return run
