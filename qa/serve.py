@@ -9,7 +9,6 @@ CLI prints after `qa: error: `.
 from __future__ import annotations
 
 import hmac
-import inspect
 import ipaddress
 import json
 import os
@@ -25,6 +24,7 @@ from . import store
 from .answer import MAX_QUESTION_CHARS, Answer, AnswerSentence, Bot
 from .chat import Conversation
 from .errors import IndexUnusable, QAError, UsageError
+from .recency import DateRange
 
 MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has no use for more
 MAX_TOP = 50
@@ -118,13 +118,8 @@ def warm(bot: Bot) -> None:
 
 
 def ask(bot: Bot, question: str, top: int, since: str | None, until: str | None) -> Answer:
-    """Bot.ask with date filters when this Bot takes them (the only place that knows)."""
-    if since is None and until is None:
-        return bot.ask(question, top=top)
-    params = inspect.signature(bot.ask).parameters
-    if "since" not in params or "until" not in params:
-        raise UsageError("date filters (since/until) are not supported by this version of qa")
-    return bot.ask(question, top=top, since=since, until=until)
+    """Bot.ask with the `qa ask --since/--until` date range (a bad date is the CLI's UsageError)."""
+    return bot.ask(question, top=top, dates=DateRange.parse(since, until))
 
 
 @dataclass
