@@ -16,6 +16,7 @@ from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
     from .chat import Conversation
+    from .followup import Focus
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3
@@ -59,14 +60,20 @@ class Answer:
     sentences: list[AnswerSentence]
     more: list[AnswerSentence] = field(default_factory=list)  # the next best, for `:more`
     score: float = 0.0  # probability that the collection answers this at all (vs. the threshold)
+    # In a conversation: the query actually used when the question was read in the light of the
+    # earlier turns ("When did Mongke Khan die?" for "When did he die?"); None when it was asked as is.
+    interpreted: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "question": self.question,
             "answered": self.answered,
             "score": round(self.score, 4),
             "sentences": [s.to_dict() for s in self.sentences],
         }
+        if self.interpreted is not None:
+            d["interpreted"] = self.interpreted
+        return d
 
 
 def clean_question(question: str) -> str:
@@ -102,14 +109,16 @@ class Bot:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
         return self.ranker.floor
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, floor: float = 0.0) -> Answer:
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, focus: "Focus | None" = None,
+            floor: float = 0.0) -> Answer:
         """Answer one question with its `top` best sentences, best first, each with its score.
 
-        `context` (an earlier question) is added to the retrieval query. Secondary sentences
-        scoring below `floor` are held back (in `Answer.more`); the first is always given.
+        In a conversation (`qa.chat`), `query` is the follow-up's standalone reading, searched for
+        instead of the question, and `focus` the last answered turn. Secondary sentences scoring
+        below `floor` are held back (in `Answer.more`); the first is always given.
         """
         q = clean_question(question)
-        query = f"{context} {q}" if context else q
+        query = query or q
         vec = self.index.embed([query])[0]
         return self._answer(q, query, vec, top, floor)
 
