@@ -16,7 +16,6 @@ from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
     from .chat import Conversation
-    from .followup import Focus
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3
@@ -109,13 +108,12 @@ class Bot:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
         return self.ranker.floor
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, focus: "Focus | None" = None,
-            floor: float = 0.0) -> Answer:
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, floor: float = 0.0) -> Answer:
         """Answer one question with its `top` best sentences, best first, each with its score.
 
-        In a conversation (`qa.chat`), `query` is the follow-up's standalone reading, searched for
-        instead of the question, and `focus` the last answered turn. Secondary sentences scoring
-        below `floor` are held back (in `Answer.more`); the first is always given.
+        In a conversation (`qa.chat`), `query` is a follow-up's standalone reading, searched for
+        instead of the question. Secondary sentences scoring below `floor` are held back (in
+        `Answer.more`); the first is always given.
         """
         q = clean_question(question)
         query = query or q

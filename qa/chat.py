@@ -26,7 +26,7 @@ class Conversation:
         if reading.how == "alone":
             answer = self.bot.ask(q, self.top, floor=self.floor)
         else:
-            answer = self.bot.ask(q, self.top, query=reading.query, focus=self.focus(), floor=self.floor)
+            answer = self.bot.ask(q, self.top, query=reading.query, floor=self.floor)
             answer.interpreted = reading.query
         self.history.append(answer)
         return answer

@@ -29,6 +29,8 @@ _LEADING = frozenset(
     "since along besides other as is was did does do are were with about until this that these those it its he she they "
     "his her their there then however also while although but and or if many some most".split()
 )
+_STOP = frozenset("a an and are as be been being by for has have had in is it no not of on or such that the their then there "
+                  "these they this to was were will with do does did can could would should may might".split())
 _PERSON = {"he": "subject", "she": "subject", "him": "object", "his": "possessive", "her": "object"}
 _THING = {"it": "subject", "its": "possessive", "they": "subject", "them": "object", "their": "possessive"}
 _PRONOUN = re.compile(r"\b(he|she|him|his|her|it|its|they|them|their)\b", re.I)
@@ -90,19 +92,29 @@ def _looks_like_person(name: str) -> bool:
     return len(words) >= 2 and all(w[0].isupper() for w in words) and not any(w.isupper() and len(w) > 1 for w in words)
 
 
-def _referent(person: bool, focus: Focus) -> str | None:
-    """The name a pronoun points at: after a who-question the new name in the answer, else the
-    previous query's name (a person-like one for he/she)."""
-    asked = entities(focus.query)
-    if _wh(focus.query) in ("who", "whom"):
-        new = [e for e in entities(focus.answer_text) if not any(e in a or a in e for a in asked)]
-        names = [e for e in new if _looks_like_person(e)] or [e for e in new if not e[0].isdigit()]
-        if names:
-            return names[0]
+def _referent(person: bool, focus: Focus, question: str) -> str | None:
+    """The name a pronoun points at, never one the follow-up already holds ("How did Luther
+    respond to him?"). For he/she: after a who-question the new name in the answer (the one nearest
+    the question's own name there), else a person's name in the previous query, else in the
+    previous answer. For it/they: a name in the previous query."""
+    known = entities(focus.query)
+    asked = [e for e in known if e not in question]
+    if person:
+        in_answer = [e for e in entities(focus.answer_text) if e not in question and not e[0].isdigit()]
+        anchors = [focus.answer_text.find(a) for a in known if a in focus.answer_text]
+        if anchors:
+            in_answer.sort(key=lambda e: min(abs(focus.answer_text.find(e) - p) for p in anchors))
+        new = [e for e in in_answer if not any(e in a or a in e for a in known)]
+        if _wh(focus.query) in ("who", "whom"):
+            names = [e for e in new if _looks_like_person(e)] or new
+            if names:
+                return names[0]
+        people = [e for e in asked if _looks_like_person(e)] or [e for e in in_answer if _looks_like_person(e)]
+        if people:
+            return people[0]
     if not asked:
         return None
-    preferred = [e for e in asked if _looks_like_person(e) == person and not e[0].isdigit()]
-    return (preferred or [e for e in asked if not e[0].isdigit()] or asked)[0]
+    return ([e for e in asked if not e[0].isdigit() and not _looks_like_person(e)] or [e for e in asked if not e[0].isdigit()] or asked)[0]
 
 
 def _replace_pronoun(question: str, m: re.Match, name: str) -> str:
@@ -119,25 +131,28 @@ def _first_after(found: list[str], avoid: str) -> str | None:
     return next((f for f in found if f and f not in avoid), None)
 
 
-def _ellipsis(slot: str, focus: Focus) -> str | None:
-    """The previous query with the name (or number) most like `slot` replaced by it."""
+def _shape(text: str) -> str:
+    last = text.split()[-1]
+    if last[:1].isdigit() or re.fullmatch(r"[IVXLCDM]+", last):
+        return "number"  # years, counts, Roman numerals (Super Bowl XLIX)
+    return "acronym" if last.isupper() and len(last) > 1 else "name"
+
+
+def _ellipsis(slot: str, focus: Focus) -> str:
+    """The previous query with the name (or number) most like `slot` replaced by it; when none is
+    alike, the previous query with the slot added."""
     prev = focus.query.rstrip("?").strip()
     if slot.lower() in _WH:  # "And where?": the same question with another question word
         first = prev.split()[0]
         return f"{slot.capitalize()} {prev[len(first):].strip()}?"
     core = re.sub(r"^(?:in|on|at|during|for|of|by|from)\s+", "", slot, flags=re.I)
-    shape = lambda s: ("number" if s[:1].isdigit() or re.fullmatch(r"[IVXLCDM]+", s.split()[-1])  # noqa: E731
-                       else "acronym" if s.split()[-1].isupper() else "name")
     names = [e for e in entities(prev) if e in prev]
-    same = [e for e in names if shape(e) == shape(core)] or names
+    if len(core.split()) == 1:  # one word replaces one word of its shape: "Super Bowl XLIX" + "50"
+        names = [w for e in names for w in e.split()]
+    same = [e for e in names if _shape(e) == _shape(core)]
     if not same:
-        return None
+        return f"{prev} {core}?"
     target = same[-1]
-    if shape(core) == "number" and len(core.split()) == 1 and len(target.split()) > 1 and not target.split()[-1][0].isdigit():
-        return None
-    last_word = target.split()[-1]
-    if len(core.split()) == 1 and len(target.split()) > 1 and shape(last_word) == shape(core):
-        target = last_word  # "Super Bowl XLIX" + "50": replace the number, keep "Super Bowl"
     i = prev.rfind(target)
     return prev[:i] + core + prev[i + len(target):] + "?"
 
@@ -148,25 +163,31 @@ def read(question: str, focus: Focus | None) -> Reading:
         return Reading(question, "alone")
     m = _ELLIPSIS.match(question.strip())
     if m and not _PRONOUN.search(m.group(1)) and len(m.group(1).split()) <= 5:
-        rewritten = _ellipsis(m.group(1).strip(), focus)
-        if rewritten:
-            return Reading(rewritten, "ellipsis")
-    wh = _wh(focus.query)
-    q = question
-    how = "alone"
+        return Reading(_ellipsis(m.group(1).strip(), focus), "ellipsis")
+    q, how, cue = question, "alone", False
     there = _THERE.search(q)
-    if there and wh == "where":
-        place = _first_after([e for e in entities(focus.answer_text) if not e[0].isdigit()], focus.query)
+    if there:
+        cue = True
+        place = _first_after([e for e in entities(focus.answer_text) if not e[0].isdigit()], focus.query + " " + q)
         if place:
             q, how = q[: there.start()] + f"in {place}" + q[there.end():], "place"
     then = _THEN.search(q)
-    if then and wh == "when":
-        date = _first_after([m.group(0).strip() for m in _YEAR_OR_DATE.finditer(focus.answer_text)], focus.query)
+    if then:
+        cue = True
+        date = _first_after([m.group(0).strip() for m in _YEAR_OR_DATE.finditer(focus.answer_text)], focus.query + " " + q)
         if date:
             q, how = q[: then.start()] + f"in {date}" + q[then.end():], "date"
     p = _PRONOUN.search(q)
     if p:
-        name = _referent(p.group(1).lower() in _PERSON, focus)
-        if name and name.lower() not in q.lower():
+        cue = True
+        name = _referent(p.group(1).lower() in _PERSON, focus, q)
+        if name:
             q, how = _replace_pronoun(q, p, name), "pronoun"
+    if cue and how == "alone":  # it points back, but at nothing we can name: add the previous query's words
+        names = [e for e in entities(focus.query) if e not in q]
+        words = [w for w in re.findall(r"[\w'’\-]+", focus.query) if w.lower() not in _LEADING | _STOP and w.lower() not in q.lower()]
+        extra = names or words
+        if extra:
+            q, how = f"{q} ({' '.join(extra)})", "expanded"
     return Reading(q, how)
+
