@@ -157,6 +157,8 @@ def print_report(report: dict) -> None:
     from rich.table import Table
 
     con = Console(highlight=False)
+    if not con.is_terminal:
+        con.width = 200  # piped: one row per line, no truncated cells
     con.print(", ".join(f"{k}: {v}" for k, v in report.items() if not isinstance(v, (list, dict))))
     table = Table()
     for col in report["kinds"][0]:
