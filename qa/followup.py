@@ -2,19 +2,21 @@
 
 A question that needs the conversation (a pronoun: "When did he die?", "there", "that year"; an
 ellipsis: "And in 2005?", "What about ABC?") is rewritten into a standalone query from the last
-answered turn, its `Focus`: the query that turn used, the sentence that answered it, and where that
-sentence stands (article, paragraph). The rewrite replaces the pronoun by what it points at:
+answered turn, its `Focus`: the query that turn used and the sentence that answered it. The
+rewrite replaces what points back by what it points at:
 
-- he/she/him/his/her/it/its/they/them/their -> a name from the previous query (a person's
-  name for he/she), or, after a who-question, the name in the previous answer that the question
-  did not hold ("Who was Kublai Khan's grandfather?" ... "Which tribes did he unite?");
-- there / then / that year -> the place or date in the previous answer, after a where- or
-  when-question;
+- he/she/him/his/her -> after a who-question, the name in the previous answer nearest the
+  question's own name ("Who was Kublai Khan's grandfather?" ... "Which tribes did he unite?");
+  else a person's name in the previous query, else in the previous answer;
+- it/its/they/them/their -> a name from the previous query;
+- there / then / that year -> the place or date in the previous answer;
 - an ellipsis -> the previous query with its matching slot replaced ("Who won Super Bowl XLIX?"
   + "And 50?" -> "Who won Super Bowl 50?").
 
-A question without such cues is asked exactly as `qa ask` would ask it. Chosen by measurement on
-the tune conversations (BENCHMARKS.md, "Conversations").
+A cue with nothing to name adds the previous query's names (or words) in parentheses. A question
+without such cues is asked exactly as `qa ask` would ask it. Rules rather than a learned
+re-ranking of the candidates: chosen by measurement on the tune conversations (BENCHMARKS.md,
+"Conversations"; scripts/fit_followup.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from dataclasses import dataclass, field
 
 _CAP_WORD = r"(?:[A-Z][\w'’\-\.]*|\d[\w\-]*)"
 _ENTITY = re.compile(rf"{_CAP_WORD}(?:\s+(?:of|de|von|the|and|upon|on)\s+{_CAP_WORD}|\s+{_CAP_WORD})*")
-_LEADING = frozenset(
-    "under with following over among into despite within without near what who whom whose when where which why how in on at the a an during after before to for from by of according "
-    "since along besides other as is was did does do are were with about until this that these those it its he she they "
-    "his her their there then however also while although but and or if many some most".split()
+_LEADING = frozenset(  # words that open a capitalised run without being part of a name
+    "under with following over among into despite within without near what who whom whose when where which why how "
+    "in on at the a an during after before to for from by of according since along besides other as is was did "
+    "does do are were with about until this that these those it its he she they his her their there then however "
+    "also while although but and or if many some most".split()
 )
 _STOP = frozenset("a an and are as be been being by for has have had in is it no not of on or such that the their then there "
                   "these they this to was were will with do does did can could would should may might".split())
@@ -56,7 +59,7 @@ class Focus:
 @dataclass
 class Reading:
     query: str  # what is searched for
-    how: str  # "alone" (asked as is), "pronoun", "place", "date", "ellipsis"
+    how: str  # "alone" (asked as is), "pronoun", "place", "date", "ellipsis", "expanded"
 
 
 def entities(text: str) -> list[str]:
