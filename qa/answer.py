@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UsageError
 from .index import Index, StoredSentence
+from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
+from .recency import DateRange, newer_first
 from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
 
 DUPLICATE_COSINE = 0.95  # two sentences this close say the same thing (syndicated copies)
 DEFAULT_TOP = 3
-MAX_QUESTION_CHARS = 2000  # the embedding reads 256 word pieces anyway; BM25 gets the same text
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -32,9 +28,14 @@ class Citation:
     end: int
     paragraph: int
     doc: int  # internal document id
+    date: str | None = None  # the article's publication date (ISO 8601), when known
+    url: str | None = None
+    byte_start: int | None = None  # the same span in bytes of the document text as UTF-8
+    byte_end: int | None = None
+    row: int = -1  # internal sentence row
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "doc"}
+        return {k: v for k, v in asdict(self).items() if k not in ("doc", "row")}
 
 
 @dataclass
@@ -75,15 +76,6 @@ class Answer:
         return d
 
 
-def clean_question(question: str) -> str:
-    """Normalise a user's question; an empty one is a usage error."""
-    q = _CONTROL.sub(" ", unicodedata.normalize("NFC", question or ""))
-    q = " ".join(q.split())
-    if not q:
-        raise UsageError("the question is empty; ask something, e.g. qa ask \"What did London agree?\"")
-    return q[:MAX_QUESTION_CHARS]
-
-
 class Bot:
     """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
 
@@ -108,31 +100,36 @@ class Bot:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
         return self.ranker.floor
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, floor: float = 0.0) -> Answer:
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, floor: float = 0.0,
+            dates: DateRange | None = None) -> Answer:
         """Answer one question with its `top` best sentences, best first, each with its score.
 
         In a conversation (`qa.chat`), `query` is a follow-up's standalone reading, searched for
         instead of the question. Secondary sentences scoring below `floor` are held back (in
-        `Answer.more`); the first is always given.
+        `Answer.more`); the first is always given. `dates` (a recency.DateRange) keeps only
+        articles published in that range.
         """
         q = clean_question(question)
         query = query or q
         vec = self.index.embed([query])[0]
-        return self._answer(q, query, vec, top, floor)
+        return self._answer(q, query, vec, top, floor, dates)
 
-    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0) -> list[Answer]:
+    def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0,
+                 dates: DateRange | None = None) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
         vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
-        return [self._answer(q, q, v, top, floor) for q, v in zip(qs, vecs)]
+        return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation
 
         return Conversation(self)
 
-    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float) -> Answer:
-        cands = candidates(self.index, vec, query)
+    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float,
+                dates: DateRange | None = None) -> Answer:
+        allowed = self.index.documents_dated(dates) if dates else None
+        cands = candidates(self.index, vec, query, allowed)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
@@ -141,9 +138,20 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._merge_duplicates([cands.meta[i] for i in keep], scores[keep])
-        n = 1 + sum(s.score >= floor for s in merged[1:top])  # scores descend: the shown are a prefix
+        merged = self._newer_first(question, self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
+        _add_byte_spans(self.index, merged)
+        # After the first, sentences are in score order: the ones shown are a prefix.
+        n = 1 + sum(s.score >= floor for s in merged[1:top])
         return Answer(question, True, merged[:n], more=merged[n:], score=best)
+
+    def _newer_first(self, question: str, ranked: list[AnswerSentence]) -> list[AnswerSentence]:
+        """Put a newer article's sentence on the same thing first where time matters (qa.recency)."""
+        if not any(s.citation.date for s in ranked):
+            return ranked  # an undated collection: nothing to weigh, nothing read
+        vecs = self.index.sentence_vectors_at([s.row for s in ranked])
+        order = newer_first(question, np.array([s.score for s in ranked]), [s.citation.date for s in ranked], vecs @ vecs.T,
+                            floor=self.ranker.floor)
+        return [ranked[i] for i in order]
 
     def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
         """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""
@@ -162,4 +170,12 @@ class Bot:
 
 
 def _citation(s: StoredSentence) -> Citation:
-    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc)
+    return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc, s.date, s.url, row=s.row)
+
+
+def _add_byte_spans(index: Index, sentences: list[AnswerSentence]) -> None:
+    """Fill in byte offsets of every citation of an answer, in one query."""
+    citations = [c for s in sentences for c in (s.citation, *s.also)]
+    spans = index.byte_spans([c.row for c in citations])
+    for c in citations:
+        c.byte_start, c.byte_end = spans[c.row]

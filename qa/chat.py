@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from . import followup
 from .answer import DEFAULT_TOP, Answer, AnswerSentence, Bot, clean_question
+from .recency import DateRange
 
 
 @dataclass
@@ -19,14 +20,15 @@ class Conversation:
     history: list[Answer] = field(default_factory=list)
     top: int = DEFAULT_TOP
     floor: float = 0.0  # secondary sentences below this wait for `more` (see Bot.ask)
+    dates: DateRange = field(default_factory=DateRange)  # only articles published in this range
 
     def ask(self, question: str) -> Answer:
         q = clean_question(question)
         reading = followup.read(q, self.focus())
         if reading.how == "alone":
-            answer = self.bot.ask(q, self.top, floor=self.floor)
+            answer = self.bot.ask(q, self.top, floor=self.floor, dates=self.dates)
         else:
-            answer = self.bot.ask(q, self.top, query=reading.query, floor=self.floor)
+            answer = self.bot.ask(q, self.top, query=reading.query, floor=self.floor, dates=self.dates)
             answer.interpreted = reading.query
         self.history.append(answer)
         return answer

@@ -11,6 +11,7 @@ import typer
 
 from .config import CORPUS_ENV, INDEX_ENV, MODEL_ENV
 from .errors import QAError, UsageError
+from .questions import EMPTY_HINT
 
 app = typer.Typer(
     add_completion=False,
@@ -21,6 +22,8 @@ app = typer.Typer(
 
 IndexOpt = typer.Option(None, "--index", "-i", envvar=INDEX_ENV, help="Index folder [default: ./embeddings]")
 CorpusOpt = typer.Option(None, "--corpus", "-c", envvar=CORPUS_ENV, help="Articles to index when the index is missing [default: ./seeds]")
+SinceOpt = typer.Option(None, "--since", help="Only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+UntilOpt = typer.Option(None, "--until", help="Only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
 ModelOpt = typer.Option(None, "--model", envvar=MODEL_ENV, help="sentence-transformers model folder [default: bundled all-MiniLM-L6-v2]")
 
 
@@ -35,29 +38,55 @@ def _warn(msg: str) -> None:
 
 
 class _RichProgress:
-    """Progress bars on stderr (only drawn when stderr is a terminal)."""
+    """Progress on stderr: bars on a terminal; elsewhere (a log, a pipe) a plain line every few
+    seconds, so a long `qa index` under a script or a service manager is never silent."""
 
     def __init__(self) -> None:
+        self.progress = None
+        if not sys.stderr.isatty():
+            return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(file=sys.stderr), transient=True,
-            # Off a terminal rich would still print a blank line on stop; scripts read stderr.
-            disable=not sys.stderr.isatty(),
         )
 
     def __enter__(self):
-        self.progress.start()
+        if self.progress:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress:
+            self.progress.stop()
 
     def task(self, description: str, total: int):
-        task = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(task, n)
+        if self.progress:
+            task = self.progress.add_task(description, total=total)
+            return lambda n: self.progress.advance(task, n)
+        return _progress_lines(description, total)
+
+
+PROGRESS_SECONDS_ENV = "QA_PROGRESS_SECONDS"  # seconds between plain progress lines (default 5)
+
+
+def _progress_lines(description: str, total: int):
+    """A tick function that prints `qa: Embedding 1200/5000` at most every few seconds."""
+    import time
+
+    every = float(os.environ.get(PROGRESS_SECONDS_ENV) or 5)
+    state = {"done": 0, "last": time.monotonic()}
+
+    def tick(n: int) -> None:
+        state["done"] += n
+        now = time.monotonic()
+        if now - state["last"] >= every and state["done"] < total:
+            state["last"] = now
+            print(f"qa: {description} {state['done']}/{total}", file=sys.stderr, flush=True)
+
+    return tick
 
 
 def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False):
@@ -105,38 +134,45 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
     return bot
 
 
+def _check_dates(bot, dates) -> None:
+    """Warn when a date range leaves no article at all (undated ones never count)."""
+    if dates and not bot.index.documents_dated(dates).any():
+        _warn(f"no indexed article is dated {dates} (`qa sources` lists the dates; undated articles are left out by --since/--until)")
+
+
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question, or - to read one question per line from stdin"),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (JSON Lines when reading stdin)"),
     top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Up to N ranked sentences, best first (the terminal hides weak secondary ones)"),
+    since: Optional[str] = SinceOpt,
+    until: Optional[str] = UntilOpt,
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Answer one question (or many, with -) from the indexed articles."""
-    from .answer import clean_question
+    from .questions import check_line
+    from .recency import DateRange
 
+    dates = DateRange.parse(since, until)  # a bad date is refused before anything is loaded
+    single = None
     if question != "-":
-        clean_question(question)  # reject an empty question before loading anything
+        # Argument bytes that are not UTF-8 arrive as lone surrogates: drop them, say so.
+        single = check_line(1, question, "question")
+        if single.question is None:
+            raise UsageError(f"the question is empty; {EMPTY_HINT}")
+        if single.warning:
+            _warn(single.warning.removeprefix("question 1: "))
     bot = _open_bot(index, corpus, model)
+    _check_dates(bot, dates)
     from .render import console, json_line, print_answer, write_answer
 
     floor = 0.0 if json_out else bot.display_floor  # scripts get every sentence asked for, with scores
-    if question == "-":
-        con = console()
-        questions = [line.rstrip("\n") for line in sys.stdin]
-        questions = [q for q in questions if q.strip()]
-        for start in range(0, len(questions), 64):
-            for a in bot.ask_many(questions[start : start + 64], top=top, floor=floor):
-                if json_out:
-                    print(json_line(a.to_dict()), flush=False)
-                else:
-                    con.print(f"Q: {a.question}", style="bold")
-                    print_answer(con, a)
-                    con.print()
+    if single is None:
+        _ask_batch(bot, top, floor, json_out, dates)
         _exit_now()
-    a = bot.ask(question, top=top, floor=floor)
+    a = bot.ask(single.question, top=top, floor=floor, dates=dates)
     if json_out:
         print(json_line(a.to_dict()))
     elif sys.stdout.isatty():
@@ -146,19 +182,53 @@ def ask(
     _exit_now()
 
 
+def _ask_batch(bot, top: int, floor: float, json_out: bool, dates) -> None:
+    """Questions from stdin, one per line, answered in order in batches of 64.
+
+    A line that is not UTF-8 is repaired and one that cleans to nothing is skipped, each with a
+    warning naming its line; the rest of the batch is always answered. JSON objects carry the
+    input line number, so a script can match answers to questions across skipped lines.
+    """
+    from itertools import islice
+
+    from .questions import read_lines
+    from .render import console, json_line, print_answer
+
+    con = console()
+    lines = read_lines(sys.stdin.buffer)
+    while batch := list(islice(lines, 64)):
+        for line in batch:
+            if line.warning:
+                _warn(line.warning)
+        asked = [line for line in batch if line.question is not None]
+        for line, a in zip(asked, bot.ask_many([line.question for line in asked], top=top, floor=floor, dates=dates)):
+            if json_out:
+                print(json_line({**a.to_dict(), "line": line.number}), flush=False)
+            else:
+                con.print(f"Q: {a.question}", style="bold")
+                print_answer(con, a)
+                con.print()
+        sys.stdout.flush()
+
+
 @app.command()
 def chat(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per question (for scripts)"),
     top: int = typer.Option(3, "--top", "-n", min=1, max=50, help="Sentences per answer"),
+    since: Optional[str] = SinceOpt,
+    until: Optional[str] = UntilOpt,
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Talk to the articles: follow-up questions use the conversation. :help lists commands."""
+    from .recency import DateRange
     from .repl import run
 
+    dates = DateRange.parse(since, until)
     bot = _open_bot(index, corpus, model)
-    run(bot, top=top, json_out=json_out)
+    _check_dates(bot, dates)
+    run(bot, top=top, json_out=json_out, dates=dates)
 
 
 @app.command("index")
@@ -188,6 +258,27 @@ def index_cmd(
             f"({report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged; "
             f"{report.embedded} texts embedded in {report.seconds:.1f} s)."
         )
+
+
+@app.command()
+def sources(
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per article (JSON Lines)"),
+    index: Optional[Path] = IndexOpt,
+) -> None:
+    """List the indexed articles: date, title, source, url and sentence count, newest first."""
+    from .index import Index
+    from .render import counted, json_line
+
+    articles = Index.open(_index_path(index)).articles()
+    for a in articles:
+        if json_out:
+            print(json_line(a.to_dict()))
+        else:
+            url = f" <{a.url}>" if a.url else ""
+            print(f"{(a.date or 'undated')[:10]:<10}  {a.title or '(untitled)'} — {a.source}{url}, {counted(a.sentences, 'sentence')}")
+    if not json_out:
+        print(f"{counted(len(articles), 'article')}.")
+    _exit_now()
 
 
 @app.command("eval")
@@ -256,6 +347,24 @@ def bench(
     if out:
         b.write_markdown(out, section)
     print(json_line(result) if json_out else section)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"qa {version('qa')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("qa (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print qa's version and exit"),
+) -> None:
+    """Answer questions from a local collection of news articles with cited, verbatim sentences."""
 
 
 def main() -> None:

@@ -58,6 +58,23 @@ class StoredSentence:
     source: str
     title: str
     key: str
+    date: str | None = None  # the article's publication date, ISO 8601
+    url: str | None = None
+
+
+@dataclass
+class Article:
+    """One indexed document, as `qa sources` lists it."""
+
+    source: str
+    title: str
+    date: str | None
+    url: str | None
+    sentences: int
+    key: str
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "title": self.title, "date": self.date, "url": self.url, "sentences": self.sentences}
 
 
 class Index:
@@ -201,11 +218,43 @@ class Index:
         if not rows:
             return []
         q = (
-            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key "
+            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key, d.date, d.url "
             f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
         )
         found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
         return [found[r] for r in rows if r in found]
+
+    def articles(self) -> list[Article]:
+        """Every indexed document, newest first (undated ones last), then by source."""
+        q = (
+            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.key FROM documents d "
+            "LEFT JOIN sentences s ON s.doc = d.id GROUP BY d.id "
+            "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id"
+        )
+        return [Article(*row) for row in self._guard("meta.sqlite", lambda: self.db.execute(q).fetchall())]
+
+    def documents_dated(self, dates) -> np.ndarray:
+        """A boolean per document id: is the document's date within `dates` (a recency.DateRange)?"""
+        found = self._guard("meta.sqlite", lambda: self.db.execute("SELECT id, date FROM documents").fetchall())
+        allowed = np.zeros(max((i for i, _ in found), default=0) + 1, dtype=bool)
+        for doc, when in found:
+            allowed[doc] = dates.holds(when)
+        return allowed
+
+    def byte_spans(self, rows) -> dict[int, tuple[int, int]]:
+        """{row: (byte_start, byte_end)}: a sentence's offsets in its document text encoded as UTF-8.
+
+        SQLite stores text as UTF-8, so the byte length of the text before a sentence is the
+        length of that prefix cast to a blob; no document is read into Python.
+        """
+        rows = [int(r) for r in rows]
+        if not rows:
+            return {}
+        q = (
+            "SELECT s.row, length(CAST(substr(d.text, 1, s.start) AS BLOB)), length(CAST(substr(d.text, 1, s.\"end\") AS BLOB)) "
+            f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
+        )
+        return {row: (start, end) for row, start, end in self.db.execute(q, rows)}
 
     def paragraph_text(self, doc: int, paragraph: int) -> tuple[int, int, str]:
         """(start, end, text) of a whole paragraph: from its first to its last sentence."""

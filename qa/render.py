@@ -32,6 +32,11 @@ def json_line(obj: dict) -> str:
 Segments = list[tuple[str, str]]  # one output line as (text, rich style) pieces
 
 
+def where(source: str, date: str | None, paragraph: int) -> str:
+    """"seeds/a.txt, 2026-05-18, paragraph 2": a citation's file, date (when known) and paragraph."""
+    return ", ".join(p for p in (source, date[:10] if date else None, f"paragraph {paragraph}") if p)
+
+
 def _highlighted(text: str, question: str) -> Segments:
     """The sentence split into plain and bold pieces: words sharing a stem with the question."""
     from .lexical import query_terms, tokenize
@@ -56,7 +61,7 @@ def answer_lines(answer: Answer, sentences: list[AnswerSentence] | None = None, 
     lines += [[], [("Sources", "bold")]]
     for i, s in enumerate(sentences, first_marker):
         for c in [s.citation, *s.also]:
-            lines.append([(f"[{i}] ", "cyan"), (c.title or "(untitled)", "italic"), (f" — {c.source}, paragraph {c.paragraph}", "dim")])
+            lines.append([(f"[{i}] ", "cyan"), (c.title or "(untitled)", "italic"), (f" — {where(c.source, c.date, c.paragraph)}", "dim")])
     return lines
 
 

@@ -9,13 +9,17 @@ from pathlib import Path
 from .answer import Bot
 from .chat import Conversation
 from .errors import UsageError
-from .render import console, counted, json_line, print_answer
+from .questions import check_line, read_lines
+from .recency import DateRange
+from .render import console, counted, json_line, print_answer, where
 
 HELP = """Ask a question in plain words; follow-ups ("Who led them?", "And in 2024?") are read in the
 light of the last answer, and a dim line "(reading it as: ...)" shows the question searched for.
   :sources   full cited paragraphs of the last answer
   :more      the next best sentences for the last question
   :reset     forget the conversation
+  :since D   only articles published on or after D (YYYY, YYYY-MM or YYYY-MM-DD); :since off
+  :until D   only articles published on or before D; :until off
   :help      this help
   :quit      leave (or Ctrl-D)"""
 
@@ -36,37 +40,38 @@ def _lines_from_terminal():
     except OSError:
         history = InMemoryHistory()
     session = PromptSession(history=history)
+    number = 0
     while True:
         try:
-            yield session.prompt("? ")
+            text = session.prompt("? ")
         except KeyboardInterrupt:  # Ctrl-C clears the line, the session goes on
             continue
         except EOFError:
             return
+        number += 1
+        if text.strip():
+            yield check_line(number, text, "question")
 
 
-def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
-    conv = Conversation(bot, top=top, floor=0.0 if json_out else bot.display_floor)
+def run(bot: Bot, top: int = 3, json_out: bool = False, dates: DateRange | None = None) -> None:
+    conv = Conversation(bot, top=top, floor=0.0 if json_out else bot.display_floor, dates=dates or DateRange())
     con = console()
     interactive = sys.stdin.isatty() and not json_out
     if interactive:
         m = bot.index.manifest["counts"]
         con.print(f"qa chat — {counted(m['documents'], 'article')}, {counted(m['sentences'], 'sentence')}. "
                   "Ask a question; :help for commands.", style="dim")
-    lines = _lines_from_terminal() if interactive else (line.rstrip("\n") for line in sys.stdin)
-    for line in lines:
-        text = line.strip()
-        if not text:
+    for line in _lines_from_terminal() if interactive else read_lines(sys.stdin.buffer):
+        if line.warning:
+            print(f"qa: warning: {line.warning}", file=sys.stderr)
+        if line.question is None:
             continue
+        text = line.question
         if text.startswith(":"):
             if not _command(text, conv, con, json_out):
                 return
             continue
-        try:
-            answer = conv.ask(text)
-        except UsageError as e:
-            print(f"qa: error: {e}", file=sys.stderr)
-            continue
+        answer = conv.ask(text)
         if json_out:
             print(json_line(answer.to_dict()), flush=True)
         else:
@@ -97,12 +102,31 @@ def _command(text: str, conv: Conversation, con, json_out: bool) -> bool:
         else:
             print_answer(con, last, more, first_marker=shown_before + 1)
             con.print()
+    elif cmd in (":since", ":until"):
+        _date_bound(cmd, text, conv, con, json_out)
     elif cmd == ":sources":
         _sources(conv, con, json_out)
     else:
         msg = f"unknown command {cmd}; :help lists the commands"
         print(json_line({"command": cmd, "error": msg})) if json_out else con.print(msg, style="yellow")
     return True
+
+
+def _date_bound(cmd: str, text: str, conv: Conversation, con, json_out: bool) -> None:
+    """`:since D` / `:until D` set a bound of the date range, `off` (or nothing) clears it."""
+    arg = text.split(maxsplit=1)[1].strip() if len(text.split(maxsplit=1)) > 1 else ""
+    value = None if arg.lower() in ("", "off", "none", "-") else arg
+    since, until = (value, conv.dates.until) if cmd == ":since" else (conv.dates.since, value)
+    try:
+        conv.dates = DateRange.parse(since, until)
+    except UsageError as e:
+        print(json_line({"command": cmd[1:], "error": str(e)})) if json_out else con.print(str(e), style="yellow")
+        return
+    d = conv.dates
+    if json_out:
+        print(json_line({"command": cmd[1:], "since": d.since, "until": d.until}))
+    else:
+        con.print(f"Articles {d}." if d else "All articles, whatever their date.", style="dim")
 
 
 def _sources(conv: Conversation, con, json_out: bool) -> None:
@@ -121,6 +145,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         if p is None:
             start, end, text = index.paragraph_text(c.doc, c.paragraph)
             p = paragraphs[(c.doc, c.paragraph)] = {"markers": [], "source": c.source, "title": c.title, "paragraph": c.paragraph,
+                                                    "date": c.date, "url": c.url,
                                                     "start": start, "end": end, "text": text, "cited": []}
         p["markers"].append(i)
         p["cited"].append([c.start - p["start"], c.end - p["start"]])
@@ -130,7 +155,7 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
         return
     for p in paragraphs:
         markers = "".join(f"[{m}]" for m in p["markers"])
-        con.print(Text(f"{markers} {p['title']} — {p['source']}, paragraph {p['paragraph']}", style="bold"))
+        con.print(Text(f"{markers} {p['title']} — {where(p['source'], p['date'], p['paragraph'])}", style="bold"))
         body = Text(p["text"])
         for start, end in p["cited"]:
             body.stylize("underline", start, end)

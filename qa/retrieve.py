@@ -26,6 +26,7 @@ from .lexical import query_terms, tokenize
 
 DENSE_K = 40  # nearest sentences by embedding
 LEXICAL_K = 40  # best BM25 sentences
+MAX_WIDEN = 50  # a date filter searches at most this many times deeper for dense candidates
 BM25_SATURATION = 5.0  # the bm25 feature is b / (b + this): comparable across collections
 
 FEATURES = (
@@ -139,14 +140,26 @@ def _union(*row_lists: np.ndarray) -> np.ndarray:
     return rows[np.sort(first)]
 
 
-def candidates(index: Index, query_vec: np.ndarray, query_text: str) -> Candidates:
-    """Retrieve candidates for one question and compute their features."""
-    drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
+def candidates(index: Index, query_vec: np.ndarray, query_text: str, allowed_docs: np.ndarray | None = None) -> Candidates:
+    """Retrieve candidates for one question and compute their features.
+
+    `allowed_docs` (a boolean per document id, e.g. from a date range) restricts the answer to
+    those documents: the searches then look wider, in proportion to what the filter leaves out.
+    """
+    widen = 1
+    if allowed_docs is not None:
+        share = allowed_docs[index.rows["doc"]].mean() if len(index.rows) else 1.0
+        widen = int(min(MAX_WIDEN, np.ceil(1.0 / max(share, 1e-9))))
+    info = index.rows
+    drows = index.search_sentences(query_vec[None, :], DENSE_K * widen)[0][0]
     bm, matches, n_terms = index.bm25.scores_and_matches(query_terms(query_text))
+    if allowed_docs is not None:
+        drows = drows[drows >= 0]
+        drows = drows[allowed_docs[info["doc"][drows]]][:DENSE_K]
+        bm = np.where(allowed_docs[info["doc"]], bm, 0.0).astype(np.float32)
     k = min(LEXICAL_K, bm.size)
     lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
-    rows = _union(drows[0], lrows[bm[lrows] > 0])
-    info = index.rows
+    rows = _union(drows, lrows[bm[lrows] > 0])
     rows = rows[~_headlines(info, rows)]
     n_total = len(info)
     docs = info["doc"][rows]

@@ -8,8 +8,11 @@ import pytest
 
 from conftest import REPO, SEED, json_lines, run_qa
 
-SENTENCE_KEYS = {"text": str, "source": str, "title": str, "start": int, "end": int, "paragraph": int, "score": float}
-SEED_TEXT = (REPO / SEED).read_bytes().decode("utf-8-sig")
+SENTENCE_KEYS = {"text": str, "source": str, "title": str, "start": int, "end": int, "paragraph": int, "score": float,
+                 "byte_start": int, "byte_end": int}
+OPTIONAL_KEYS = {"date", "url"}  # a string when known, null when not
+SEED_BYTES = (REPO / SEED).read_bytes()
+SEED_TEXT = SEED_BYTES.decode("utf-8-sig")
 SEED_TITLE = SEED_TEXT.splitlines()[0]
 BROAD = "Geneva agreement"  # many seed sentences are about it
 
@@ -21,12 +24,14 @@ def check_answer_schema(obj: dict, question: str) -> None:
     assert isinstance(obj["sentences"], list)
     assert obj["answered"] == bool(obj["sentences"])
     for s in obj["sentences"]:
-        assert set(s) - {"also"} == set(SENTENCE_KEYS), s.keys()
+        assert set(s) - {"also"} == set(SENTENCE_KEYS) | OPTIONAL_KEYS, s.keys()
         for key, typ in SENTENCE_KEYS.items():
             assert isinstance(s[key], typ) and not isinstance(s[key], bool), (key, s[key])
-        # the citation is verbatim: the file's text at [start, end)
+        assert s["date"] is None and s["url"] is None  # the seed has no dateline
+        # the citation is verbatim: the file's text at [start, end), and its bytes at [byte_start, byte_end)
         assert s["source"] == SEED and s["title"] == SEED_TITLE
         assert SEED_TEXT[s["start"] : s["end"]] == s["text"]
+        assert SEED_BYTES[s["byte_start"] : s["byte_end"]].decode("utf-8") == s["text"]
         assert 0 <= s["start"] < s["end"] <= len(SEED_TEXT) and s["paragraph"] >= 0
     scores = [s["score"] for s in obj["sentences"]]
     assert scores == sorted(scores, reverse=True)
@@ -91,6 +96,7 @@ def test_ask_json_lines_from_stdin(seed_index):
     lines = proc.stdout.splitlines()
     assert len(lines) == 3
     objs = [json.loads(line) for line in lines]
+    assert [o.pop("line") for o in objs] == [1, 4, 5]  # input line numbers, blank lines counted
     for obj, q in zip(objs, questions):
         check_answer_schema(obj, q)
         assert len(obj["sentences"]) <= 2

@@ -109,7 +109,8 @@ def test_chat_reports_empty_question_and_goes_on(seed_index):
     proc = chat(seed_index, ["\x00\x07", "Who led the trade delegations in London?"], "--json")
     out = json_lines(proc.stdout)
     assert len(out) == 1 and out[0]["answered"]
-    assert "qa: error: the question is empty" in proc.stderr
+    assert "qa: warning: line 1: skipped, nothing left to ask" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.returncode == 0
 
 
 def test_chat_ends_at_end_of_input(seed_index):

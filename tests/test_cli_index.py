@@ -104,3 +104,21 @@ def test_index_with_older_word_matching_warns_on_ask_and_is_updated_by_qa_index(
     assert " 0 texts embedded" in update.stdout, update.stdout
     again = run_qa("ask", "Who led the talks?", "--index", str(seed_copy))
     assert again.returncode == 0 and again.stderr == ""
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(new_index, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"story{i}.txt").write_text(f"Story {i}\n\nThe council met on day {i}. It voted on the budget.\n")
+    proc = run_qa("index", str(corpus), "--index", str(new_index()), QA_PROGRESS_SECONDS="0")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("qa: Embedding ")]
+    assert lines and all(re.fullmatch(r"qa: Embedding \d+/\d+", line) for line in lines), proc.stderr
+    proc = run_qa("index", str(corpus), "--index", str(new_index("quiet")))  # default interval (5 s): no line
+    assert "qa: Embedding" not in proc.stderr
+
+
+def test_version():
+    proc = run_qa("--version")
+    assert proc.returncode == 0 and re.fullmatch(r"qa \d+\.\d+\.\d+\S*\n", proc.stdout), proc.stdout
