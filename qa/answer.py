@@ -138,7 +138,8 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._newer_first(question, self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
+        merged = self._newer_first(query, self._merge_duplicates(  # a follow-up: its standalone reading
+            [cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)
         # After the first, sentences are in score order: the ones shown are a prefix.
         n = 1 + sum(s.score >= floor for s in merged[1:top])
