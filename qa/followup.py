@@ -1,7 +1,7 @@
 """Read a follow-up question in the light of the conversation.
 
-A question that needs the conversation (a pronoun: "When did he die?", "there", "that year"; an
-ellipsis: "And in 2005?", "What about ABC?") is rewritten into a standalone query from the last
+A question that needs the conversation (a pronoun: "When did he die?", "there", "that year", "this
+war"; an ellipsis: "And in 2005?", "What about ABC?") is rewritten into a standalone query from the last
 answered turn, its `Focus`: the query that turn used and the sentence that answered it. The
 rewrite replaces what points back by what it points at:
 
@@ -39,9 +39,12 @@ _THING = {"it": "subject", "its": "possessive", "they": "subject", "them": "obje
 _PRONOUN = re.compile(r"\b(he|she|him|his|her|it|its|they|them|their)\b", re.I)
 _THERE = re.compile(r"(?<!\bare )(?<!\bis )(?<!\bwas )(?<!\bwere )\bthere\b(?! (?:is|are|was|were|been)\b)", re.I)
 _THEN = re.compile(r"\b(?:then|that year|that time|at that point)\b", re.I)
+# "this war", "these people", "What caused that?": points back, with nothing to put in its place
+_DEMONSTRATIVE = re.compile(r"\b(?:this|these|those)\s+[a-z]+|\b(?:this|that|these|those)\s*\?$", re.I)
 _ELLIPSIS = re.compile(r"^(?:and|what about|how about|and what about|and how about)\s+(.+?)\??$", re.I)
-_YEAR_OR_DATE = re.compile(r"\b(?:\d{1,2} )?(?:January|February|March|April|May|June|July|August|September|October|November|"
-                           r"December)?(?: \d{1,2},)? ?\b1[0-9]{3}s?\b|\b20[0-9]{2}s?\b")
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_YEAR_OR_DATE = re.compile(rf"\b(?:\d{{1,2}} )?{_MONTH}?(?: \d{{1,2}},)? ?\b1[0-9]{{3}}s?\b|\b20[0-9]{{2}}s?\b"
+                           rf"|\b(?:the )?\d{{1,2}}(?:st|nd|rd|th)[ -]century\b|\b{_MONTH}\b")
 _WH = ("what", "who", "whom", "whose", "when", "where", "which", "why", "how")
 
 
@@ -171,7 +174,10 @@ def read(question: str, focus: Focus | None) -> Reading:
     there = _THERE.search(q)
     if there:
         cue = True
-        place = _first_after([e for e in entities(focus.answer_text) if not e[0].isdigit()], focus.query + " " + q)
+        names = [e for e in entities(focus.answer_text) if not e[0].isdigit()]
+        # a place is most often named after in/at/from/to/near ("... in Geneva")
+        names.sort(key=lambda e: not re.search(rf"\b(?:in|at|from|to|near) (?:the )?{re.escape(e)}", focus.answer_text))
+        place = _first_after(names, focus.query + " " + q)
         if place:
             q, how = q[: there.start()] + f"in {place}" + q[there.end():], "place"
     then = _THEN.search(q)
@@ -186,6 +192,7 @@ def read(question: str, focus: Focus | None) -> Reading:
         name = _referent(p.group(1).lower() in _PERSON, focus, q)
         if name:
             q, how = _replace_pronoun(q, p, name), "pronoun"
+    cue = cue or bool(_DEMONSTRATIVE.search(q))
     if cue and how == "alone":  # it points back, but at nothing we can name: add the previous query's words
         names = [e for e in entities(focus.query) if e not in q]
         words = [w for w in re.findall(r"[\w'’\-]+", focus.query) if w.lower() not in _LEADING | _STOP and w.lower() not in q.lower()]

@@ -51,3 +51,17 @@ def test_ellipsis_replaces_the_matching_slot():
 def test_entities_skip_question_words_and_sentence_openers():
     assert entities("When did Martin Luther translate the Bible?") == ["Martin Luther", "Bible"]
     assert entities("Other ships came later. Kublai Khan's army won.") == ["Kublai Khan"]
+
+
+def test_there_takes_a_place_named_after_a_preposition_and_then_a_century():
+    place = focus("Where was Calvin educated?", "Farel, a student of Lefevre, became a leader of the Reformation in Geneva.")
+    assert read("Who else was educated there?", place).query == "Who else was educated in Geneva?"
+    century = focus("When did the population recover?", "It did not recover until the 17th century.")
+    assert read("How many died in Italy then?", century).query == "How many died in Italy in the 17th century?"
+
+
+def test_a_demonstrative_with_nothing_to_name_adds_the_previous_names():
+    f = focus("When did the French and Indian War begin?", "The French and Indian War began in 1754.")
+    r = read("Who won this war?", f)
+    assert (r.query, r.how) == ("Who won this war? (French and Indian War)", "expanded")
+    assert read("What caused that?", f).query == "What caused that? (French and Indian War)"
