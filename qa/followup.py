@@ -41,6 +41,13 @@ _THERE = re.compile(r"(?<!\bare )(?<!\bis )(?<!\bwas )(?<!\bwere )\bthere\b(?! (
 _THEN = re.compile(r"\b(?:then|that year|that time|at that point)\b", re.I)
 # "this war", "these people", "What caused that?": points back, with nothing to put in its place
 _DEMONSTRATIVE = re.compile(r"\b(?:this|these|those)\s+[a-z]+|\b(?:this|that|these|those)\s*\?$", re.I)
+# "it" that points at nothing: "What is it called when ...", "Is it true that ...", "Was it possible to ..."
+# (but "What was it named after?" points back)
+_EXPLETIVE = re.compile(r"\bit (?:is |was |has been )?(?:called|known|named|possible|likely|unlikely|believed|said|thought|"
+                        r"estimated|true|important|necessary|difficult|easy|common|rare) (?:when|that|if|to|whether)\b", re.I)
+# a bare fragment with no question word: "In 2005?", "The Panthers?" (at most four words)
+_FRAGMENT = re.compile(r"^(?!(?:what|who|whom|whose|when|where|which|why|how|is|are|was|were|do|does|did|can|could)\b)"
+                       r"((?:\S+\s+){0,3}\S+?)\?$", re.I)
 _ELLIPSIS = re.compile(r"^(?:and|what about|how about|and what about|and how about)\s+(.+?)\??$", re.I)
 _MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 _YEAR_OR_DATE = re.compile(rf"\b(?:\d{{1,2}} )?{_MONTH}?(?: \d{{1,2}},)? ?\b1[0-9]{{3}}s?\b|\b20[0-9]{{2}}s?\b"
@@ -149,8 +156,8 @@ def _ellipsis(slot: str, focus: Focus) -> str:
     alike, the previous query with the slot added."""
     prev = focus.query.rstrip("?").strip()
     if slot.lower() in _WH:  # "And where?": the same question with another question word
-        first = prev.split()[0]
-        return f"{slot.capitalize()} {prev[len(first):].strip()}?"
+        frame = re.match(r"(?:how (?:much|many|long|old|far|big|large|often)|what \w+|which \w+|\w+)\s+", prev, re.I)
+        return f"{slot.capitalize()} {prev[frame.end():] if frame else prev}?"
     core = re.sub(r"^(?:in|on|at|during|for|of|by|from)\s+", "", slot, flags=re.I)
     names = [e for e in entities(prev) if e in prev]
     if len(core.split()) == 1:  # one word replaces one word of its shape: "Super Bowl XLIX" + "50"
@@ -163,13 +170,31 @@ def _ellipsis(slot: str, focus: Focus) -> str:
     return prev[:i] + core + prev[i + len(target):] + "?"
 
 
+def _slot(text: str, bare: bool) -> bool:
+    """Can `text` fill the previous question's slot? A question word ("And where?"), or a name or
+    number of at most five words; a bare fragment needs a number, a preposition or article before
+    a name ("In 2024?", "The Panthers?"), or a two-word name, so that "Really?" is no slot."""
+    words = text.strip().split()
+    if not words or len(words) > 5 or _PRONOUN.search(text):
+        return False
+    if not bare and len(words) == 1 and words[0].lower() in _WH:
+        return True
+    lead = words[0].lower() in ("in", "on", "at", "during", "for", "of", "by", "from", "the", "a", "an")
+    names = [w for w in words[1:] if w[:1].isupper()] if lead else [w for w in words if w[:1].isupper()]
+    has_number = any(w[:1].isdigit() for w in words)
+    if not bare:
+        return has_number or bool(names)
+    return has_number or (lead and bool(names)) or len(names) >= 2
+
+
 def read(question: str, focus: Focus | None) -> Reading:
     """How to search for `question` given the conversation's focus (None: asked on its own)."""
     if focus is None:
         return Reading(question, "alone")
     m = _ELLIPSIS.match(question.strip())
-    if m and not _PRONOUN.search(m.group(1)) and len(m.group(1).split()) <= 5:
-        return Reading(_ellipsis(m.group(1).strip(), focus), "ellipsis")
+    fragment = _FRAGMENT.match(question.strip())
+    if m and _slot(m.group(1), bare=False) or fragment and _slot(fragment.group(1), bare=True):
+        return Reading(_ellipsis((m or fragment).group(1).strip(), focus), "ellipsis")
     q, how, cue = question, "alone", False
     there = _THERE.search(q)
     if there:
@@ -186,7 +211,8 @@ def read(question: str, focus: Focus | None) -> Reading:
         date = _first_after([m.group(0).strip() for m in _YEAR_OR_DATE.finditer(focus.answer_text)], focus.query + " " + q)
         if date:
             q, how = q[: then.start()] + f"in {date}" + q[then.end():], "date"
-    p = _PRONOUN.search(q)
+    p = _PRONOUN.search(_EXPLETIVE.sub(" ", q))  # "What is it called when ...?" points at nothing
+    p = _PRONOUN.search(q, p.start()) if p else None
     if p:
         cue = True
         name = _referent(p.group(1).lower() in _PERSON, focus, q)

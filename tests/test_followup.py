@@ -65,3 +65,13 @@ def test_a_demonstrative_with_nothing_to_name_adds_the_previous_names():
     r = read("Who won this war?", f)
     assert (r.query, r.how) == ("Who won this war? (French and Indian War)", "expanded")
     assert read("What caused that?", f).query == "What caused that? (French and Indian War)"
+
+
+def test_a_bare_fragment_is_an_ellipsis_and_an_empty_it_points_at_nothing():
+    f = focus("How much profit did Northwind make in 2023?", "In 2023 Northwind earned a profit of $21 million.")
+    assert read("In 2024?", f).query == "How much profit did Northwind make in 2024?"
+    assert read("Really?", f).how == "alone" and read("And then?", f).how != "ellipsis"
+    assert read("What is it called when water freezes?", f).how == "alone"
+    assert read("Is it true that Northwind is based in Tacoma?", f).how == "alone"
+    assert read("Who founded it?", f).query == "Who founded Northwind?"
+    assert read("What was it named after?", f).query == "What was Northwind named after?"
