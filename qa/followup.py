@@ -108,8 +108,9 @@ def _looks_like_person(name: str) -> bool:
 def _referent(person: bool, focus: Focus, question: str) -> str | None:
     """The name a pronoun points at, never one the follow-up already holds ("How did Luther
     respond to him?"). For he/she: after a who-question the new name in the answer (the one nearest
-    the question's own name there), else a person's name in the previous query, else in the
-    previous answer. For it/they: a name in the previous query."""
+    the question's own name there), else a person's name in the previous query (or its full form
+    in the answer: "Luther" -> "Martin Luther"), else a person named in the previous answer, else a
+    one-word name of the previous query. For it/they: a name in the previous query."""
     known = entities(focus.query)
     asked = [e for e in known if e not in question]
     if person:
@@ -122,7 +123,11 @@ def _referent(person: bool, focus: Focus, question: str) -> str | None:
             names = [e for e in new if _looks_like_person(e)] or new
             if names:
                 return names[0]
-        people = [e for e in asked if _looks_like_person(e)] or [e for e in in_answer if _looks_like_person(e)]
+        in_answer_people = [e for e in in_answer if _looks_like_person(e)]
+        single = [e for e in asked if len(e.split()) == 1 and not e[0].isdigit() and not e.isupper()]
+        people = ([e for e in asked if _looks_like_person(e)]  # "Nikola Tesla"
+                  or [e for e in in_answer_people if any(n in e.split() for n in single)]  # "Luther" -> "Martin Luther"
+                  or in_answer_people or single)
         if people:
             return people[0]
     if not asked:

@@ -75,3 +75,12 @@ def test_a_bare_fragment_is_an_ellipsis_and_an_empty_it_points_at_nothing():
     assert read("Is it true that Northwind is based in Tacoma?", f).how == "alone"
     assert read("Who founded it?", f).query == "Who founded Northwind?"
     assert read("What was it named after?", f).query == "What was Northwind named after?"
+
+
+def test_he_prefers_the_person_of_the_previous_question():
+    f = focus("When did Luther die?", "Martin Luther died in Eisleben, where Philipp Melanchthon later spoke.")
+    assert read("Where was he buried?", f).query == "Where was Martin Luther buried?"
+    g = focus("Why did Northwind restate its results?", "Northwind's chief executive, Dana Whitfield, explained it.")
+    assert read("When did she join?", g).query == "When did Dana Whitfield join?"
+    h = focus("What did Kublai do in 1271?", "In 1271 the dynasty was named.")
+    assert read("When did he die?", h).query == "When did Kublai die?"
