@@ -61,14 +61,20 @@ class Answer:
     sentences: list[AnswerSentence]
     more: list[AnswerSentence] = field(default_factory=list)  # the next best, for `:more`
     score: float = 0.0  # probability that the collection answers this at all (vs. the threshold)
+    # In a conversation: the query actually used when the question was read in the light of the
+    # earlier turns ("When did Mongke Khan die?" for "When did he die?"); None when it was asked as is.
+    interpreted: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "question": self.question,
             "answered": self.answered,
             "score": round(self.score, 4),
             "sentences": [s.to_dict() for s in self.sentences],
         }
+        if self.interpreted is not None:
+            d["interpreted"] = self.interpreted
+        return d
 
 
 class Bot:
@@ -95,16 +101,17 @@ class Bot:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
         return self.ranker.floor
 
-    def ask(self, question: str, top: int = DEFAULT_TOP, *, context: str | None = None, floor: float = 0.0,
+    def ask(self, question: str, top: int = DEFAULT_TOP, *, query: str | None = None, floor: float = 0.0,
             dates: DateRange | None = None) -> Answer:
         """Answer one question with its `top` best sentences, best first, each with its score.
 
-        `context` (an earlier question) is added to the retrieval query. Secondary sentences
-        scoring below `floor` are held back (in `Answer.more`); the first is always given.
-        `dates` (a recency.DateRange) keeps only articles published in that range.
+        In a conversation (`qa.chat`), `query` is a follow-up's standalone reading, searched for
+        instead of the question. Secondary sentences scoring below `floor` are held back (in
+        `Answer.more`); the first is always given. `dates` (a recency.DateRange) keeps only
+        articles published in that range.
         """
         q = clean_question(question)
-        query = f"{context} {q}" if context else q
+        query = query or q
         vec = self.index.embed([query])[0]
         return self._answer(q, query, vec, top, floor, dates)
 
@@ -132,7 +139,8 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._newer_first(question, self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
+        merged = self._newer_first(query, self._merge_duplicates(  # a follow-up: its standalone reading
+            [cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)
         # After the first, sentences are in score order: the ones shown are a prefix.
         n = 1 + sum(s.score >= floor for s in merged[1:top])

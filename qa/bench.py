@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
+CONVERSATIONS = Path(__file__).resolve().parent.parent / "scripts" / "data" / "conversations_tune.json"
 
 
 def _qa(*args: str) -> tuple[float, float, str]:
@@ -126,6 +127,8 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
         lat.append((time.perf_counter() - t0) * 1000)
     result["warm_ms"] = {"questions": len(lat), "p50": round(float(np.percentile(lat, 50)), 2),
                          "p95": round(float(np.percentile(lat, 95)), 2)}
+    if CONVERSATIONS.exists():
+        result["follow_up_ms"] = _follow_ups(bot, result["warm_ms"]["p50"])
 
     # 4. Embedding throughput (last: this process then holds torch, and forked children would
     # report its memory as theirs), ours vs raw sentence-transformers, on the same texts.
@@ -159,6 +162,26 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
     return result
 
 
+def _follow_ups(bot, ask_p50: float) -> dict:
+    """Warm latency of a follow-up in a conversation (`Conversation.ask`, as `qa chat`): the second
+    turns of the tune conversations, each after its first turn, against warm `qa ask` p50."""
+    from .chat import Conversation
+
+    convs = json.loads(CONVERSATIONS.read_text())["conversations"]
+    conv = Conversation(bot)
+    lat = []
+    for c in convs:
+        first, follow = c["turns"][0], c["turns"][1]
+        conv.reset()
+        conv.ask(first["question"])
+        t0 = time.perf_counter()
+        conv.ask(follow["question"])
+        lat.append((time.perf_counter() - t0) * 1000)
+    p50 = float(np.percentile(lat, 50))
+    return {"questions": len(lat), "p50": round(p50, 2), "p95": round(float(np.percentile(lat, 95)), 2),
+            "ratio_to_ask_p50": round(p50 / ask_p50, 2)}
+
+
 def _reindex_many(work: Path, data: list, n: int, log) -> dict:
     """Re-index an unchanged corpus of n articles: each SQuAD paragraph as its own article file."""
     from .eval import write_articles
@@ -188,6 +211,9 @@ def markdown(r: dict, command: str) -> str:
           if "import_floor_median" in c else []),
         f"| cold `qa ask` peak RSS | {c['peak_rss_mb']} MB | |",
         f"| warm question latency, {w['questions']} real questions | p50 {w['p50']:.1f} ms, p95 {w['p95']:.1f} ms | p50 ≤ 15 ms, p95 ≤ 40 ms |",
+        *([f"| warm follow-up in a conversation (`Conversation.ask`), {r['follow_up_ms']['questions']} follow-ups of the tune conversations | "
+           f"p50 {r['follow_up_ms']['p50']:.1f} ms, p95 {r['follow_up_ms']['p95']:.1f} ms (×{r['follow_up_ms']['ratio_to_ask_p50']:.2f} the warm p50 above) | ≤ 1.5× |"]
+          if "follow_up_ms" in r else []),
         f"| embedding throughput, same {e['texts']} sentences | qa (ONNX) {e['qa_onnx_per_s']:.0f}/s vs SentenceTransformer.encode {e['sentence_transformers_per_s']:.0f}/s (×{e['ratio']:.2f}) | |",
         f"| full index build (`qa index --rebuild`) | {i['wall_s']:.1f} s wall, {i['texts_embedded']} texts, embedding {i['embed_s']:.1f} s ({i['throughput_texts_per_s']:.0f}/s); non-embedding share {i['overhead_share']:.0%}; peak RSS {i['peak_rss_mb']} MB | |",
         f"| indexing end to end (texts embedded / build wall) vs SentenceTransformer.encode | {end_to_end:.0f}/s vs {e['sentence_transformers_per_s']:.0f}/s (×{end_to_end / e['sentence_transformers_per_s']:.2f}) | ≥ 0.9× |",

@@ -1,25 +1,17 @@
-"""A conversation: follow-up questions are read in the light of the previous one."""
+"""A conversation: a follow-up question is read in the light of the last answered turn.
+
+`qa.followup` decides whether a question needs the conversation (a pronoun, "there", "that year",
+an ellipsis) and rewrites it into a standalone query; a question that does not is asked exactly
+as `qa ask` would ask it. The query used is reported on the answer (`Answer.interpreted`).
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from . import followup
 from .answer import DEFAULT_TOP, Answer, AnswerSentence, Bot, clean_question
 from .recency import DateRange
-
-# Words that point back at something said before ("Who led them?", "When did he resign?").
-_ANAPHORA = re.compile(
-    r"\b(he|she|it|its|they|them|their|theirs|his|her|hers|him|this|that|these|those|there|then|"
-    r"the same|such|former|latter|also|else|another|other)\b",
-    re.IGNORECASE,
-)
-_CONTINUATION = re.compile(r"^(and|but|also|so|what about|how about|why|and what)\b", re.IGNORECASE)
-
-
-def is_follow_up(question: str) -> bool:
-    words = re.findall(r"\w+", question)
-    return bool(_ANAPHORA.search(question) or _CONTINUATION.search(question) or len(words) <= 3)
 
 
 @dataclass
@@ -32,11 +24,23 @@ class Conversation:
 
     def ask(self, question: str) -> Answer:
         q = clean_question(question)
-        last = self._last_answered()
-        context = last.question if last and is_follow_up(q) else None
-        answer = self.bot.ask(q, self.top, context=context, floor=self.floor, dates=self.dates)
+        reading = followup.read(q, self.focus())
+        if reading.how == "alone":
+            answer = self.bot.ask(q, self.top, floor=self.floor, dates=self.dates)
+        else:
+            answer = self.bot.ask(q, self.top, query=reading.query, floor=self.floor, dates=self.dates)
+            answer.interpreted = reading.query
         self.history.append(answer)
         return answer
+
+    def focus(self) -> followup.Focus | None:
+        """What the conversation is about: the last answered turn (None before the first)."""
+        last = next((a for a in reversed(self.history) if a.answered and a.sentences), None)
+        if last is None:
+            return None
+        best = last.sentences[0]
+        return followup.Focus(last.interpreted or last.question, best.text, best.citation.doc, best.citation.paragraph,
+                              [s.row for s in last.sentences])
 
     def more(self, n: int | None = None) -> list[AnswerSentence]:
         """The next best sentences for the last question (each call moves further down)."""
@@ -50,6 +54,3 @@ class Conversation:
 
     def reset(self) -> None:
         self.history.clear()
-
-    def _last_answered(self) -> Answer | None:
-        return next((a for a in reversed(self.history) if a.answered), None)

@@ -284,9 +284,10 @@ def sources(
 
 @app.command("eval")
 def eval_cmd(
-    file: Path = typer.Argument(..., help="SQuAD-format .json/.json.gz (v1.1 or v2.0), or a SelQA file with --format selqa"),
+    file: Path = typer.Argument(..., help="SQuAD-format .json/.json.gz (v1.1 or v2.0), a SelQA file with --format selqa, "
+                                "or a conversations file with --format conversations"),
     split: str = typer.Option("heldout", "--split", help="tune (even articles), heldout (odd articles) or all"),
-    fmt: str = typer.Option("squad", "--format", help="squad or selqa"),
+    fmt: str = typer.Option("squad", "--format", help="squad, selqa or conversations"),
     baselines: bool = typer.Option(False, "--baselines", help="Also plain BM25 and plain dense retrieval over the same sentences"),
     foreign: bool = typer.Option(False, "--foreign", help="Also ask the other split's questions; they should be declined"),
     keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the written articles and the scratch index in this folder"),
@@ -296,19 +297,25 @@ def eval_cmd(
     from . import eval as ev
     from .render import json_line
 
-    if fmt not in ("squad", "selqa"):
-        raise UsageError(f"unknown --format {fmt!r}; use squad or selqa")
+    if fmt not in ("squad", "selqa", "conversations"):
+        raise UsageError(f"unknown --format {fmt!r}; use squad, selqa or conversations")
     if split not in ("tune", "heldout", "all"):
         raise UsageError(f"unknown --split {split!r}; use tune, heldout or all")
     if not file.is_file():
         raise QAError(f"evaluation file '{file}' not found")
     with _RichProgress() as progress:
-        if fmt == "selqa":
+        if fmt == "conversations":
+            from . import conversation_eval as cev
+
+            report = cev.run_conversations(file, keep, progress=progress)
+        elif fmt == "selqa":
             report = ev.run_selqa(file, keep, baselines=True, progress=progress)
         else:
             report = ev.run_squad(file, split, keep, baselines=baselines, foreign=foreign, progress=progress)
     if json_out:
         print(json_line(report))
+    elif fmt == "conversations":
+        cev.print_report(report)
     else:
         ev.print_report(report)
 

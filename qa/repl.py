@@ -13,7 +13,8 @@ from .questions import check_line, read_lines
 from .recency import DateRange
 from .render import console, counted, json_line, print_answer, where
 
-HELP = """Ask a question in plain words; follow-ups ("Who led them?") use the conversation.
+HELP = """Ask a question in plain words; follow-ups ("Who led them?", "And in 2024?") are read in the
+light of the last answer, and a dim line "(reading it as: ...)" shows the question searched for.
   :sources   full cited paragraphs of the last answer
   :more      the next best sentences for the last question
   :reset     forget the conversation
@@ -74,6 +75,8 @@ def run(bot: Bot, top: int = 3, json_out: bool = False, dates: DateRange | None 
         if json_out:
             print(json_line(answer.to_dict()), flush=True)
         else:
+            if answer.interpreted is not None:  # the follow-up was read in the light of the conversation
+                con.print(f"(reading it as: {answer.interpreted})", style="dim", markup=False)
             print_answer(con, answer)
             con.print()
 

@@ -38,6 +38,9 @@ def test_chat_json_session(seed_index):
     # The follow-up is read in the light of the first question: it names the delegation leaders.
     assert follow["question"] == "Who led them?" and follow["answered"]
     assert "Scott Bessent" in " ".join(s["text"] for s in follow["sentences"])
+    # "them" names nothing the first question names, so its words are added to the search
+    assert follow["interpreted"] == "Who led them? (talks held earlier month)"
+    assert "interpreted" not in first
 
     # :sources gives the whole paragraph of each cited sentence (once per paragraph), with every
     # cited sentence marked in it.
