@@ -73,18 +73,24 @@ PROGRESS_SECONDS_ENV = "QA_PROGRESS_SECONDS"  # seconds between plain progress l
 
 
 def _progress_lines(description: str, total: int):
-    """A tick function that prints `qa: Embedding 1200/5000` at most every few seconds."""
+    """A tick function that prints `qa: Embedding 1200/5000` at most every few seconds.
+
+    The encoder ticks from several threads at once: a lock keeps each line whole.
+    """
+    import threading
     import time
 
     every = float(os.environ.get(PROGRESS_SECONDS_ENV) or 5)
     state = {"done": 0, "last": time.monotonic()}
+    lock = threading.Lock()
 
     def tick(n: int) -> None:
-        state["done"] += n
-        now = time.monotonic()
-        if now - state["last"] >= every and state["done"] < total:
-            state["last"] = now
-            print(f"qa: {description} {state['done']}/{total}", file=sys.stderr, flush=True)
+        with lock:
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] >= every and state["done"] < total:
+                state["last"] = now
+                print(f"qa: {description} {state['done']}/{total}", file=sys.stderr, flush=True)
 
     return tick
 
