@@ -90,6 +90,7 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
     from .answer import Bot
 
     root = _index_path(index)
+    store.check_index_folder(root)  # never build an index among a user's articles
     if store.current_generation(root) is None:
         from .config import default_corpus
 

@@ -61,6 +61,8 @@ def run(bot: Bot, top: int = 3, json_out: bool = False) -> None:
             if not _command(text, conv, con, json_out):
                 return
             continue
+        if bot.refresh() and not json_out:  # `qa index` committed a new generation meanwhile
+            con.print(f"(index updated: {counted(bot.index.manifest['counts']['documents'], 'article')})", style="dim")
         try:
             answer = conv.ask(text)
         except UsageError as e:

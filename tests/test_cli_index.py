@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from conftest import CORPUS_FIXTURES, SEED, assert_clean_error, json_lines, run_qa, tree_bytes
+from conftest import CORPUS_FIXTURES, REPO, SEED, assert_clean_error, json_lines, run_qa, tree_bytes
 from qa.index import Index
 
 
@@ -18,7 +18,8 @@ def test_first_build_report(seed_build):
     assert r["generation"] == "gen-000001" and r["warnings"] == []
     assert (seed_build.path / "CURRENT").read_text() == "gen-000001\n"
     assert seed_build.stderr == ""  # no progress noise when stderr is not a terminal
-    assert Index.open(seed_build.path).manifest["roots"] == ["seeds"]
+    # Remembered by absolute path (found from any folder), sources named as the user named it.
+    assert Index.open(seed_build.path).manifest["roots"] == [{"path": str(REPO / "seeds"), "name": "seeds"}]
 
 
 def test_update_without_changes_is_a_no_op(seed_copy):
