@@ -101,7 +101,8 @@ def _update(root, old, live, paths, model, progress, report, _warn, t0) -> Index
     roots = _roots(_remembered(root, live), paths, _warn)
     for r in roots:
         if not r.path.exists():
-            raise QAError(f"corpus path '{r.name}' ({r.path}) not found; pass existing files or folders to `qa index`")
+            where = r.name if r.name == str(r.path) else f"{r.name}' ('{r.path}"
+            raise QAError(f"corpus path '{where}' not found; pass existing files or folders to `qa index`")
     model_dir = _model_to_export(old, model)
 
     files = _find(roots)
