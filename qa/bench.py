@@ -66,7 +66,8 @@ def machine() -> str:
 
 
 def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, cold_runs: int = 7,
-        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, reindex_articles: int = 1000, log=print) -> dict:
+        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, reindex_articles: int = 1000, log=print,
+        sizes: list[int] | None = None, sizes_only: bool = False) -> dict:
     from .eval import load_json, write_articles
 
     work.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,14 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
         "overhead_share": round(1 - rep["embed_seconds"] / wall, 3),
         "peak_rss_mb": round(rss),
     }
+    if sizes:
+        from .bench_sizes import measure
+
+        tune = load_json(squad)["data"][0::2]  # filler for updates: tune-split paragraphs (never the held-out ones)
+        new = [{"title": f"Update {k}", "paragraphs": [p]} for k, p in enumerate(p for art in tune for p in art["paragraphs"][:1])][:10]
+        result["sizes"] = measure(work, index, sizes, questions or ["What happened?"] * 4, new, _qa, log)
+        if sizes_only:
+            return result
     times = [_qa("index", "--index", str(index), "--json")[0] for _ in range(3)]
     result["reindex_unchanged_s"] = round(statistics.median(times), 2)
     if reindex_articles and corpus == work / "articles":
@@ -172,6 +181,10 @@ def _reindex_many(work: Path, data: list, n: int, log) -> dict:
 
 def markdown(r: dict, command: str) -> str:
     """The figures as the BENCHMARKS.md section between the bench markers."""
+    if "embedding" not in r:  # --sizes-only
+        from .bench_sizes import markdown_rows
+
+        return "\n".join([f"Command: `{command}` — {r['date']}, {r['machine']}.", *markdown_rows(r.get("sizes", []))])
     i, e, c, w = r["index"], r["embedding"], r["cold_ask_s"], r["warm_ms"]
     end_to_end = i["texts_embedded"] / i["wall_s"]
     lines = [
@@ -204,6 +217,10 @@ def markdown(r: dict, command: str) -> str:
             f"query p50 {s['query_p50_ms']:.1f} ms, p95 {s['query_p95_ms']:.1f} ms; recall@{s['k']} {s['recall_at_k']:.3f} vs exact "
             "| p50 ≤ 20 ms, recall@10 ≥ 0.95, RAM ≤ 1 GB |"
         )
+    if "sizes" in r:
+        from .bench_sizes import markdown_rows
+
+        lines += markdown_rows(r["sizes"])
     lines.append("<!-- bench:end -->")
     return "\n".join(lines)
 

@@ -117,6 +117,30 @@ class Bm25:
         arrays = [np.load(folder / f"{name}.csc.index.npy", mmap_mode="r") for name in ("data", "indices", "indptr")]
         return cls(vocab, *arrays, num_docs=int(params["num_docs"]))
 
+    def sparse_scores_and_matches(self, tokens: list[str]) -> tuple["SparseScores", "SparseScores", int]:
+        """As `scores_and_matches`, but over the union of the query terms' posting rows only: no
+        array of the collection's size is made per question (2 x 1M entries at 1M sentences)."""
+        cols = [t for t in (self.vocab.get(tok) for tok in tokens) if t is not None]
+        if not cols:
+            empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
+            return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
+        spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in cols]
+        rows = np.concatenate([np.asarray(self.indices[lo:hi], dtype=np.int64) for lo, hi in spans])
+        data = np.concatenate([np.asarray(self.data[lo:hi], dtype=np.float32) for lo, hi in spans])
+        distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
+        at, seen = 0, set()
+        for t, (lo, hi) in zip(cols, spans):
+            if t not in seen:
+                distinct[at : at + hi - lo] = True
+                seen.add(t)
+            at += hi - lo
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
+        scores = np.zeros(len(uniq), dtype=np.float32)
+        np.add.at(scores, inverse, data)
+        matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
+        return (SparseScores(uniq, scores, self.num_docs), SparseScores(uniq, matches, self.num_docs), len(set(tokens)))
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence row for all of the query's tokens (zeros when none match)."""
         return self.scores_and_matches(tokenize([query])[0])[0]
@@ -139,3 +163,26 @@ class Bm25:
             if t is not None:
                 matches[self.indices[self.indptr[t] : self.indptr[t + 1]]] += 1
         return out, matches, len(set(tokens))
+
+
+class SparseScores:
+    """Per-row values that are zero outside `rows` (sorted): indexed like the dense array."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray, size: int) -> None:
+        self.rows, self.values, self.size = rows, values, size
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, rows), max(len(self.rows) - 1, 0))
+        hit = (self.rows[pos] == rows) if len(self.rows) else np.zeros(rows.shape, bool)
+        return np.where(hit, self.values[pos] if len(self.rows) else 0, 0).astype(self.values.dtype)
+
+    def max(self) -> float:
+        return float(self.values.max()) if len(self.values) else 0.0
+
+    def top(self, k: int) -> np.ndarray:
+        """Rows of the k largest positive values."""
+        positive = np.flatnonzero(self.values > 0)
+        if len(positive) > k:
+            positive = positive[np.argpartition(-self.values[positive], k - 1)[:k]]
+        return self.rows[positive]

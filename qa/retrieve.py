@@ -142,10 +142,9 @@ def _union(*row_lists: np.ndarray) -> np.ndarray:
 def candidates(index: Index, query_vec: np.ndarray, query_text: str) -> Candidates:
     """Retrieve candidates for one question and compute their features."""
     drows, _ = index.search_sentences(query_vec[None, :], DENSE_K)
-    bm, matches, n_terms = index.bm25.scores_and_matches(query_terms(query_text))
-    k = min(LEXICAL_K, bm.size)
-    lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
-    rows = _union(drows[0], lrows[bm[lrows] > 0])
+    # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
+    bm, matches, n_terms = index.bm25.sparse_scores_and_matches(query_terms(query_text))
+    rows = _union(drows[0], bm.top(LEXICAL_K))
     info = index.rows
     rows = rows[~_headlines(info, rows)]
     n_total = len(info)

@@ -60,3 +60,24 @@ def test_ment_nouns_share_a_term_with_their_verb():
     assert tokenize(["settle settlement"])[0][0] == tokenize(["settle settlement"])[0][1]
     # Too short a stem before "-ment": left whole, not conflated with "mo" or "com".
     assert tokenize(["moment comment element"]) == [["moment", "comment", "element"]]
+
+
+def test_sparse_bm25_equals_the_dense_scores_row_for_row(seed_index):
+    """The per-question BM25 works on the union of posting rows; every value it gives is the one
+    the dense (collection-sized) computation gives, and its top rows are the dense top rows."""
+    from qa.index import Index
+    from qa.lexical import query_terms
+
+    index = Index.open(seed_index)
+    everything = np.arange(index.sentence_count)
+    for question in ["Who led the trade delegations in London?", "London London talks agreement", "zzz qqq", "What did they agree?"]:
+        terms = query_terms(question)
+        dense, dense_matches, n = index.bm25.scores_and_matches(terms)
+        sparse, sparse_matches, m = index.bm25.sparse_scores_and_matches(terms)
+        assert n == m and sparse.size == dense.size
+        assert np.array_equal(sparse[everything], dense) and np.array_equal(sparse_matches[everything], dense_matches)
+        assert sparse.max() == (float(dense.max()) if dense.size else 0.0)
+        top = sparse.top(5)  # the 5 best scores (rows may differ only between equal scores)
+        assert len(set(top.tolist())) == len(top) == min(5, int((dense > 0).sum()))
+        assert sorted(dense[top].tolist()) == sorted(np.sort(dense[dense > 0])[::-1][:5].tolist())
+        assert len(sparse.rows) == len(set(np.flatnonzero(dense > 0))) <= index.sentence_count
