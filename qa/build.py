@@ -407,16 +407,22 @@ def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progre
     np.save(tmp / "passages.ids.npy", pass_ids)
     np.save(tmp / "sentences.rows.npy", _row_table(old, s_old, p_old, new_rows))
 
-    from .ann import build_ann, index_type
+    from .ann import build_ann, index_type, refill
 
     kind = index_type(n_sent)
     if kind != "flat":  # the approximate structure, built from the exact vectors
         import faiss
 
-        faiss.write_index(build_ann(sent_matrix), str(tmp / "sentences.faiss"))
+        same_lists = old is not None and old.manifest.get("index_type") == kind
+        ann = refill(old.folder / "sentences.faiss", sent_matrix) if same_lists else build_ann(sent_matrix)
+        faiss.write_index(ann, str(tmp / "sentences.faiss"))
 
     (tmp / "bm25").mkdir()
-    Bm25.build([t for (t,) in con.execute("SELECT text FROM sentences ORDER BY row")], tmp / "bm25")
+    old_terms = old.folder / "bm25" if old else None
+    if old_terms and old.manifest.get("terms") == TERMS_VERSION and (old_terms / "terms.npy").is_file():
+        Bm25.update(old_terms, s_old, [t[5] for t in new_sent], tmp / "bm25")  # only new sentences tokenized
+    else:
+        Bm25.build([t for (t,) in con.execute("SELECT text FROM sentences ORDER BY row")], tmp / "bm25")
     con.close()
 
     manifest = {

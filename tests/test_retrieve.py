@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from conftest import json_lines, run_qa
@@ -81,3 +83,28 @@ def test_sparse_bm25_equals_the_dense_scores_row_for_row(seed_index):
         assert len(set(top.tolist())) == len(top) == min(5, int((dense > 0).sum()))
         assert sorted(dense[top].tolist()) == sorted(np.sort(dense[dense > 0])[::-1][:5].tolist())
         assert len(sparse.rows) == len(set(np.flatnonzero(dense > 0))) <= index.sentence_count
+
+
+def test_bm25_written_with_numpy_equals_bm25s_and_an_update_equals_a_rebuild(tmp_path):
+    """qa writes bm25s's Lucene scores itself (so an update tokenizes only new sentences): the
+    scores are bit for bit bm25s's, and an update's are a full rebuild's."""
+    from qa.lexical import B, K1, Bm25
+
+    texts = [line for line in (Path(__file__).resolve().parents[1] / "seeds" / "000_a965798dc9f0230f.txt").read_text().splitlines()
+             if line.strip()]
+    texts += ["The the the talks.", "", "Agreement agreed agreeing in London again, London."]
+    Bm25._fit(texts, K1, B).save(str(tmp_path / "bm25s"))
+    Bm25.build(texts, tmp_path / "ours")
+    ref, ours = Bm25.load(tmp_path / "bm25s"), Bm25.load(tmp_path / "ours")
+    for q in ["Who led the talks in London?", "agreement", "the", "nothing matches zzzz"]:
+        assert np.array_equal(ref.scores(q), ours.scores(q)), q
+    assert np.any(ours.scores("London") > 0)
+
+    keep = np.arange(0, len(texts), 2)
+    added = ["London hosted new talks on Friday.", "A fresh agreement was signed."]
+    Bm25.update(tmp_path / "ours", keep, added, tmp_path / "updated")
+    Bm25.build([texts[i] for i in keep] + added, tmp_path / "rebuilt")
+    updated, rebuilt = Bm25.load(tmp_path / "updated"), Bm25.load(tmp_path / "rebuilt")
+    assert updated.num_docs == rebuilt.num_docs == len(keep) + 2
+    for q in ["London talks", "agreement signed", "Friday"]:
+        assert np.array_equal(updated.scores(q), rebuilt.scores(q)), q
