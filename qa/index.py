@@ -85,10 +85,13 @@ class Index:
             raise IndexUnusable(f"no index at {root}; build it with `qa index`")
         folder, lock = opened
         try:
-            index = cls(root, folder, read_manifest(root, folder), lock)
+            index = cls(root, folder, read_manifest(root, folder), lock)  # an older format says so here
+            if lock is None:
+                raise IndexUnusable(f"index at {root} is unreadable ({folder.name} has no {store.READERS_LOCK}); {REBUILD_HINT}")
             index._open_parts()
         except BaseException:
-            lock.close()
+            if lock is not None:
+                lock.close()
             raise
         return index
 

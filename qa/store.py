@@ -78,7 +78,8 @@ def check_index_folder(root: Path) -> None:
 
 def open_current(root: Path, attempts: int = 20) -> tuple[Path, object] | None:
     """(live generation folder, open lock file holding a shared flock on it), or None when no
-    index was ever written here. Close the file to let the generation go."""
+    index was ever written here. Close the file to let the generation go. The lock is None when
+    the generation has no lock file (written by an older qa, or damaged)."""
     for _ in range(attempts):
         folder = current_generation(root)
         if folder is None:
@@ -88,7 +89,7 @@ def open_current(root: Path, attempts: int = 20) -> tuple[Path, object] | None:
         except FileNotFoundError:
             if current_generation(root) != folder:
                 continue  # swapped and deleted between the two reads: try the new one
-            raise IndexUnusable(f"index at {root} is unreadable ({folder.name} has no {READERS_LOCK}); rebuild it with `qa index --rebuild`")
+            return folder, None  # an older format, or damage: the caller reads the manifest and says which
         except OSError as e:
             raise IndexUnusable(f"cannot read index at {root} ({e.strerror}); rebuild it with `qa index --rebuild`")
         fcntl.flock(lock, fcntl.LOCK_SH)  # waits only while a writer renames it away
