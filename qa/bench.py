@@ -23,22 +23,33 @@ import numpy as np
 DEFAULT_SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 
 
+# Runs a command and writes its wall seconds and peak RSS (KB) to argv[1]. A child started straight from this
+# (large) bench process would report the bench's peak instead: on exec Linux folds the old
+# address space's high-water mark into the child's ru_maxrss, and subprocess uses vfork.
+_LAUNCHER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(f"{time.perf_counter() - t0} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _qa(*args: str) -> tuple[float, float, str]:
     """Run `python -m qa ARGS` as a user would: (wall seconds, that process's peak RSS MB, stdout)."""
     import tempfile
 
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "qa", *args], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as rss:
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, sys.executable, "-m", "qa", *args],
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"qa {' '.join(args)} failed: {err.read().strip()[-500:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        wall, kb = rss.read().split()
+        return float(wall), int(kb) / 1024, out.read()
 
 
 def _python(code: str) -> float:

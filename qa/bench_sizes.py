@@ -3,7 +3,7 @@
 Embedding a million real sentences takes hours on a laptop CPU, so larger indexes are made from
 the real one (`inflate`): the articles are copied (hard links, in `copy-NNN/` folders, so `qa
 index` sees real files), their SQLite rows copied with new ids, their BM25 fitted again over all
-the texts, and their vectors are the real ones for the first copy and the real ones plus Gaussian
+the texts (from the source's token ids), and their vectors are the real ones for the first copy and the real ones plus Gaussian
 noise (sigma 0.03 per dimension, renormalised) for the others. Queries and updates then run
 through the real `qa ask` and `qa index` in fresh processes. The vectors of copies are synthetic;
 every other part (texts, tables, BM25, IVF, files) is what a collection of that size holds.
@@ -88,8 +88,8 @@ def inflate(src_root: Path, out: Path, copies: int, corpus: Path, seed: int = 0)
         import faiss
 
         faiss.write_index(build_ann(np.load(tmp / "sentences.vectors.npy", mmap_mode="r")), str(tmp / "sentences.faiss"))
-    (tmp / "bm25").mkdir()
-    Bm25.build([t for (t,) in con.execute("SELECT text FROM sentences ORDER BY row")], tmp / "bm25")
+    # The copies' token ids are the source's, repeated: no text is tokenized again.
+    Bm25.update(src.folder / "bm25", np.tile(np.arange(n0), copies), [], tmp / "bm25")
     con.close()
     manifest = dict(src.manifest, index_type=kind, roots=[{"path": str(corpus.resolve()), "name": corpus.as_posix()}],
                     counts={"documents": copies * src.manifest["counts"]["documents"], "sentences": n, "passages": copies * p0},

@@ -20,11 +20,12 @@ import numpy as np
 
 from . import store
 from .chunk import Passage, Sentence, chunk
-from .config import default_corpus, default_model
+from .config import default_model
 from .errors import IndexUnusable, QAError
 from .index import FORMAT_VERSION, REBUILD_HINT, SCHEMA, Index
 from .lexical import TERMS_VERSION, Bm25
-from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, find_files, parse
+from .roots import find_sources, live_manifest, remembered, resolve_roots
+from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, parse
 
 
 class Progress(Protocol):
@@ -83,7 +84,7 @@ def build(
 
 
 def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0) -> IndexReport:
-    live = _live_manifest(root)
+    live = live_manifest(root)
     old = None
     if not rebuild and store.current_generation(root) is not None:  # a damaged CURRENT raises here
         if live is not None and isinstance(live.get("format"), int) and live["format"] < FORMAT_VERSION:
@@ -98,14 +99,14 @@ def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0) -> I
 
 
 def _update(root, old, live, paths, model, progress, report, _warn, t0) -> IndexReport:
-    roots = _roots(_remembered(root, live), paths, _warn)
+    roots = resolve_roots(remembered(root, live), paths, _warn)
     for r in roots:
         if not r.path.exists():
             where = r.name if r.name == str(r.path) else f"{r.name}' ('{r.path}"
             raise QAError(f"corpus path '{where}' not found; pass existing files or folders to `qa index`")
     model_dir = _model_to_export(old, model)
 
-    files = _find(roots)
+    files = find_sources(roots)
     if not files:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise QAError(f"no articles found in {', '.join(r.name for r in roots)} (looked for {kinds})")
@@ -216,86 +217,6 @@ def _encoder(root: Path, old: Index | None, model_dir: Path | None):
     # We were asked to export this model anyway (a new index or --rebuild): replace the damaged copy.
     shutil.rmtree(folder)
     return OnnxEncoder(ensure_exported(model_dir, root / "models"))
-
-
-@dataclass(frozen=True)
-class Root:
-    """A folder or file the index remembers: where it is (absolute) and how the user named it.
-    Sources are named from `name` (as before), files are found at `path` whatever the cwd."""
-
-    path: Path
-    name: str
-
-    def to_json(self) -> dict:
-        return {"path": str(self.path), "name": self.name}
-
-
-def _live_manifest(root: Path) -> dict | None:
-    """The live generation's manifest as plain JSON (any format), None when there is none or it
-    cannot be read (Index.open then says why)."""
-    try:
-        folder = store.current_generation(root)
-        return json.loads((folder / "manifest.json").read_text()) if folder else None
-    except (QAError, OSError, ValueError):
-        return None
-
-
-def _remembered(root: Path, live: dict | None) -> list:
-    """The roots the index remembers: from the live manifest, else (CURRENT damaged) from the
-    newest generation whose manifest still reads."""
-    if live is None:
-        for folder in sorted(root.glob("gen-*"), reverse=True):
-            try:
-                live = json.loads((folder / "manifest.json").read_text())
-                break
-            except (OSError, ValueError):
-                continue
-    roots = live.get("roots", []) if isinstance(live, dict) else []
-    return roots if isinstance(roots, list) else []
-
-
-def _roots(remembered: list, paths: list[Path] | None, warn) -> list[Root]:
-    out: list[Root] = []
-    for r in remembered:
-        if isinstance(r, dict) and "path" in r:
-            out.append(Root(Path(r["path"]), str(r.get("name") or r["path"])))
-        elif isinstance(r, str) and Path(r).is_absolute():
-            out.append(Root(Path(r), r))
-        elif isinstance(r, str):
-            # An older qa remembered folders relative to the cwd of the time. Read from here only
-            # when the folder exists here, once: from now on it is remembered by absolute path.
-            here = Path(os.path.abspath(r))
-            if not here.exists():
-                raise QAError(f"the index remembers folder '{r}' relative to the folder it was indexed from "
-                              f"(an older qa), and there is no '{r}' here; run `qa index --rebuild FOLDERS` "
-                              "naming the article folders")
-            warn(f"remembered folder '{r}' (stored relative by an older qa) read as {here}; it is remembered by that path from now on")
-            out.append(Root(here, r))
-    if not paths and not out:
-        paths = [default_corpus()]
-    for p in paths or ():
-        absolute = Path(os.path.abspath(p))
-        if any(r.path == absolute for r in out):
-            continue
-        name = p.as_posix()
-        if any(r.name == name for r in out):  # the same name from another folder: name it fully
-            name = absolute.as_posix()
-        out.append(Root(absolute, name))
-    return out
-
-
-def _find(roots: list[Root]) -> list:
-    """Supported files under every root, found by absolute path, their sources named as the user
-    named the root (so sources, and document keys, do not depend on the current folder)."""
-    import dataclasses
-
-    found: dict[str, object] = {}
-    for r in roots:
-        prefix = r.path.as_posix()
-        for f in find_files([r.path]):
-            source = r.name + f.source[len(prefix):] if f.source.startswith(prefix) else f.source
-            found.setdefault(source, dataclasses.replace(f, source=source))
-    return list(found.values())
 
 
 def _old_state(old: Index | None) -> tuple[dict[str, tuple[str, list[str]]], dict[str, tuple[int, str]]]:

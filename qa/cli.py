@@ -247,6 +247,8 @@ def bench(
     from . import bench as b
     from .render import json_line
 
+    if sizes_only and out:
+        raise UsageError("--out rewrites the whole bench section; use --sizes without --sizes-only to write it")
     try:
         size_list = [int(x.replace("_", "")) for x in sizes.split(",")] if sizes else None
     except ValueError:

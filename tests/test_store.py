@@ -277,3 +277,26 @@ def test_a_bug_is_not_reported_as_a_damaged_index(seed_index, monkeypatch):
     monkeypatch.setattr(qa.lexical.Bm25, "load", staticmethod(broken))
     with pytest.raises(TypeError, match="a bug in qa"):
         Index.open(seed_index)
+
+
+def test_an_inflated_index_is_a_consistent_index_of_its_copied_files(seed_index, tmp_path):
+    """`qa bench --sizes` measures indexes made by bench_sizes.inflate: each must be what `qa index`
+    would keep - its files unchanged on a re-index, rows/ids/BM25 in line with its texts."""
+    from qa.bench_sizes import inflate
+    from qa.lexical import Bm25
+
+    n0 = Index.open(seed_index).sentence_count
+    out, corpus = tmp_path / "inflated", tmp_path / "copies"
+    assert inflate(seed_index, out, 3, corpus) == 3 * n0
+    index = Index.open(out)
+    rows = index.db.execute("SELECT row, id, text FROM sentences ORDER BY row").fetchall()
+    assert [r for r, _, _ in rows] == list(range(3 * n0))
+    assert [i for _, i, _ in rows] == [int(i) for i in index.sentence_vectors[1]]
+    Bm25.build([t for _, _, t in rows], tmp_path / "bm25")
+    fresh = Bm25.load(tmp_path / "bm25")
+    assert np.array_equal(fresh.scores("Who led the talks in London?"), index.bm25.scores("Who led the talks in London?"))
+    assert index.sentences_at([n0 + 1])[0].text == index.sentences_at([1])[0].text
+    assert index.sentences_at([n0 + 1])[0].source.startswith(f"{corpus}/copy-001/")
+    index.close()
+    report = build(out)  # from the remembered root: every copied file is known and unchanged
+    assert (report.generation, report.unchanged, report.added, report.removed) == (None, 3, 0, 0)
