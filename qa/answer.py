@@ -112,7 +112,9 @@ class Bot:
             new.close()
             raise
         old, self.index = self.index, new
-        old.close()  # the writer may now delete the old generation
+        # Only the lock: a question still running on the old index in another thread finishes on
+        # it (its files stay open); the rest closes when the last reference goes.
+        old.release()
         return True
 
     def _one_blas_thread(self):

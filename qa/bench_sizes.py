@@ -66,7 +66,7 @@ def inflate(src_root: Path, out: Path, copies: int, corpus: Path, seed: int = 0)
     for name, base, n in (("sentences", src._sentence_matrix, n0), ("passages", src.passage_vectors[0].vectors, p0)):
         m = np.lib.format.open_memmap(tmp / f"{name}.vectors.npy", mode="w+", dtype=np.float32, shape=(copies * n, base.shape[1]))
         for r in range(copies):
-            v = np.array(base, dtype=np.float32)
+            v = np.asarray(base[np.arange(n)], dtype=np.float32)
             if r:
                 v += NOISE * rng.standard_normal(v.shape, dtype=np.float32)
                 v /= np.linalg.norm(v, axis=1, keepdims=True)
