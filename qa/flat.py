@@ -58,14 +58,18 @@ class RowFile:
         rows = np.asarray(rows, dtype=np.int64).ravel()
         if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
             raise IndexError(f"row out of range 0..{self.shape[0] - 1}")
-        wanted = np.unique(rows)
+        if not len(rows):
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        ascending = bool(np.all(np.diff(rows) > 0))  # a block copied by an update: no reordering
+        wanted = rows if ascending else np.unique(rows)
         out = np.empty((len(wanted), self.shape[1]), dtype=np.float32)
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(wanted)]):
-            first = int(wanted[lo])
-            data = os.pread(self._fd, self._row_bytes * (hi - lo), self._offset + first * self._row_bytes)
-            out[lo:hi] = np.frombuffer(data, dtype="<f4").reshape(hi - lo, self.shape[1])
-        return out[np.searchsorted(wanted, rows)]
+        for lo, hi in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(wanted)].tolist()):
+            target = memoryview(out[lo:hi]).cast("B")  # read straight into the result
+            done = os.preadv(self._fd, [target], self._offset + int(wanted[lo]) * self._row_bytes)
+            if done != len(target):
+                raise ValueError(f"vector file ends early ({done} of {len(target)} bytes)")
+        return out if ascending else out[np.searchsorted(wanted, rows)]
 
     def __del__(self) -> None:
         try:
