@@ -80,21 +80,52 @@ class Answer:
 class Bot:
     """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
 
-    def __init__(self, index: Index, ranker: Ranker | None = None) -> None:
-        from threadpoolctl import threadpool_limits
-
-        # Questions come one at a time: BLAS threads in the exact search would only spin against
-        # onnxruntime's (warm p50 12 ms with one BLAS thread, 21 ms with two). faiss's OpenMP
-        # threads, for approximate indexes, are limited where faiss is used (Index.search_sentences).
-        threadpool_limits(limits=1, user_api="blas")
+    def __init__(self, index: Index, ranker: Ranker | None = None, model: Path | None = None) -> None:
         self.index = index
         self.ranker = ranker or Ranker.default()
+        self.model = model  # the --model asked for: a newer generation must have been built with it too
+        self._blas = None
 
     @classmethod
     def open(cls, index: str | Path = "embeddings", model: str | Path | None = None) -> "Bot":
         idx = Index.open(Path(index))
-        idx.check_model(Path(model) if model else None)
-        return cls(idx)
+        try:
+            idx.check_model(Path(model) if model else None)
+        except BaseException:
+            idx.close()
+            raise
+        return cls(idx, model=Path(model) if model else None)
+
+    def refresh(self) -> bool:
+        """Switch to the live generation if `qa index` committed a newer one since this Bot opened
+        its index (call it between questions). True when it switched."""
+        from . import store
+
+        live = store.current_generation(self.index.root)
+        if live is None or live.name == self.index.folder.name:
+            return False
+        new = Index.open(self.index.root)
+        try:
+            new.check_model(self.model)
+        except BaseException:
+            new.close()
+            raise
+        old, self.index = self.index, new
+        # Only the lock: a question still running on the old index in another thread finishes on
+        # it (its files stay open); the rest closes when the last reference goes.
+        old.release()
+        return True
+
+    def _one_blas_thread(self):
+        """Questions come one at a time: BLAS threads in the exact search would only spin against
+        onnxruntime's (warm p50 12 ms with one BLAS thread, 21 ms with two). Limited for the call
+        only, and put back afterwards: the host process keeps its own setting. (faiss's OpenMP
+        threads are scoped the same way in Index.search_sentences.)"""
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()  # finds the loaded BLAS libraries once
+        return self._blas.limit(limits=1, user_api="blas")
 
     @property
     def display_floor(self) -> float:
@@ -112,15 +143,17 @@ class Bot:
         """
         q = clean_question(question)
         query = query or q
-        vec = self.index.embed([query])[0]
-        return self._answer(q, query, vec, top, floor, dates)
+        with self._one_blas_thread():
+            vec = self.index.embed([query])[0]
+            return self._answer(q, query, vec, top, floor, dates)
 
     def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0,
                  dates: DateRange | None = None) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
-        vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
-        return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
+        with self._one_blas_thread():
+            vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
+            return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation

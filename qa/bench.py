@@ -24,22 +24,33 @@ DEFAULT_SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data
 CONVERSATIONS = Path(__file__).resolve().parent.parent / "scripts" / "data" / "conversations_tune.json"
 
 
+# Runs a command and writes its wall seconds and peak RSS (KB) to argv[1]. A child started straight from this
+# (large) bench process would report the bench's peak instead: on exec Linux folds the old
+# address space's high-water mark into the child's ru_maxrss, and subprocess uses vfork.
+_LAUNCHER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(f"{time.perf_counter() - t0} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _qa(*args: str) -> tuple[float, float, str]:
     """Run `python -m qa ARGS` as a user would: (wall seconds, that process's peak RSS MB, stdout)."""
     import tempfile
 
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "qa", *args], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as rss:
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, sys.executable, "-m", "qa", *args],
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"qa {' '.join(args)} failed: {err.read().strip()[-500:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        wall, kb = rss.read().split()
+        return float(wall), int(kb) / 1024, out.read()
 
 
 def _python(code: str) -> float:
@@ -67,7 +78,8 @@ def machine() -> str:
 
 
 def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, cold_runs: int = 7,
-        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, reindex_articles: int = 1000, log=print) -> dict:
+        warm_questions: int = 400, st_sample: int = 3000, scale: int = 0, reindex_articles: int = 1000, log=print,
+        sizes: list[int] | None = None, sizes_only: bool = False) -> dict:
     from .eval import load_json, write_articles
 
     work.mkdir(parents=True, exist_ok=True)
@@ -90,6 +102,14 @@ def run(work: Path, corpus: Path | None = None, squad: Path = DEFAULT_SQUAD, col
         "overhead_share": round(1 - rep["embed_seconds"] / wall, 3),
         "peak_rss_mb": round(rss),
     }
+    if sizes:
+        from .bench_sizes import measure
+
+        tune = load_json(squad)["data"][0::2]  # filler for updates: tune-split paragraphs (never the held-out ones)
+        new = [{"title": f"Update {k}", "paragraphs": [p]} for k, p in enumerate(p for art in tune for p in art["paragraphs"][:1])][:10]
+        result["sizes"] = measure(work, index, sizes, questions or ["What happened?"] * 4, new, _qa, log)
+        if sizes_only:
+            return result
     times = [_qa("index", "--index", str(index), "--json")[0] for _ in range(3)]
     result["reindex_unchanged_s"] = round(statistics.median(times), 2)
     if reindex_articles and corpus == work / "articles":
@@ -197,6 +217,10 @@ def _reindex_many(work: Path, data: list, n: int, log) -> dict:
 
 def markdown(r: dict, command: str) -> str:
     """The figures as the BENCHMARKS.md section between the bench markers."""
+    if "embedding" not in r:  # --sizes-only
+        from .bench_sizes import markdown_rows
+
+        return "\n".join([f"Command: `{command}` — {r['date']}, {r['machine']}.", *markdown_rows(r.get("sizes", []))])
     i, e, c, w = r["index"], r["embedding"], r["cold_ask_s"], r["warm_ms"]
     end_to_end = i["texts_embedded"] / i["wall_s"]
     lines = [
@@ -232,6 +256,10 @@ def markdown(r: dict, command: str) -> str:
             f"query p50 {s['query_p50_ms']:.1f} ms, p95 {s['query_p95_ms']:.1f} ms; recall@{s['k']} {s['recall_at_k']:.3f} vs exact "
             "| p50 ≤ 20 ms, recall@10 ≥ 0.95, RAM ≤ 1 GB |"
         )
+    if "sizes" in r:
+        from .bench_sizes import markdown_rows
+
+        lines += markdown_rows(r["sizes"])
     lines.append("<!-- bench:end -->")
     return "\n".join(lines)
 

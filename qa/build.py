@@ -8,6 +8,7 @@ document gets new sentence ids, and ids of removed ones are never handed out aga
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -19,11 +20,12 @@ import numpy as np
 
 from . import store
 from .chunk import Passage, Sentence, chunk
-from .config import default_corpus, default_model
+from .config import default_model
 from .errors import IndexUnusable, QAError
 from .index import FORMAT_VERSION, REBUILD_HINT, SCHEMA, Index
 from .lexical import TERMS_VERSION, Bm25
-from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, find_files, parse
+from .roots import find_sources, live_manifest, remembered, resolve_roots
+from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, parse
 
 
 class Progress(Protocol):
@@ -68,65 +70,115 @@ def build(
         if warn:
             warn(msg)
 
-    with store.write_lock(root):
-        old = None if rebuild or store.current_generation(root) is None else Index.open(root)
-        roots = _roots(old, paths)
-        for r in roots:
-            if not r.exists():
-                raise QAError(f"corpus path '{r}' not found; pass existing files or folders to `qa index`, or --corpus DIR")
-        model_dir = _model_to_export(old, model)
+    store.check_index_folder(root)
+    before = set(os.listdir(root)) if root.is_dir() else None
+    locked = False
+    try:
+        with store.write_lock(root):
+            locked = True
+            return _build_locked(root, paths, model, rebuild, progress, report, _warn, t0)
+    except BaseException:
+        if locked and not (root / store.CURRENT).exists():
+            _remove_new_entries(root, before)  # a failed first index leaves nothing behind
+        raise
 
-        files = find_files(roots)
-        if not files:
-            kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-            raise QAError(f"no articles found in {', '.join(map(str, roots))} (looked for {kinds})")
 
-        old_files, old_docs = _old_state(old)
-        kept: list[int] = []  # old document ids carried over unchanged
-        fresh: list[Document] = []
-        seen_keys: set[str] = set()
-        file_hashes: dict[str, str] = {}
-        for f in files:
-            try:
-                data = f.read_bytes()
-            except OSError as e:
-                _warn(f"skipped {f.source}: {e.strerror or e}")
-                continue
-            h = file_hashes[f.source] = file_hash(data)
-            if old_files.get(f.source, (None,))[0] == h:
-                for key in old_files[f.source][1]:
-                    kept.append(old_docs[key][0])
-                    seen_keys.add(key)
-                continue
-            for doc in parse(f, data, _warn):
-                seen_keys.add(doc.key)
-                prev = old_docs.get(doc.key)
-                if prev and prev[1] == doc.content_hash:
-                    kept.append(prev[0])
-                else:
-                    fresh.append(doc)
-                    report.changed += prev is not None
-                    report.added += prev is None
-        report.removed = len(set(old_docs) - seen_keys)
-        report.unchanged = len(kept)
-        report.documents = len(kept) + len(fresh)
-        if report.documents == 0:
-            raise QAError(f"no readable articles in {', '.join(map(str, roots))}; nothing was indexed")
+def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0) -> IndexReport:
+    live = live_manifest(root)
+    old = None
+    if not rebuild and store.current_generation(root) is not None:  # a damaged CURRENT raises here
+        if live is not None and isinstance(live.get("format"), int) and live["format"] < FORMAT_VERSION:
+            _warn(f"the index at {root} was written by an older qa (format {live['format']}); rebuilding it (every article is embedded again)")
+        else:
+            old = Index.open(root)  # every part opened and checked, as `qa ask` does
+    try:
+        return _update(root, old, live, paths, model, progress, report, _warn, t0)
+    finally:
+        if old is not None:
+            old.close()
 
-        roots_changed = old is None or old.manifest.get("roots") != [str(r) for r in roots]
-        terms_changed = old is not None and old.manifest.get("terms", 1) != TERMS_VERSION
-        if old and not fresh and not report.removed and not roots_changed and not terms_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
-            report.sentences = old.sentence_count
-            _drop_other_exports(root, keep=old.model_folder)
-            report.seconds = time.perf_counter() - t0
-            return report
 
-        encoder = _encoder(root, old, model_dir)
-        gen = _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progress, report)
-        report.generation = gen.name
-        _drop_other_exports(root, keep=encoder.folder)
+def _update(root, old, live, paths, model, progress, report, _warn, t0) -> IndexReport:
+    roots = resolve_roots(remembered(root, live), paths, _warn)
+    for r in roots:
+        if not r.path.exists():
+            where = r.name if r.name == str(r.path) else f"{r.name}' ('{r.path}"
+            raise QAError(f"corpus path '{where}' not found; pass existing files or folders to `qa index`")
+    model_dir = _model_to_export(old, model)
+
+    files = find_sources(roots)
+    if not files:
+        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise QAError(f"no articles found in {', '.join(r.name for r in roots)} (looked for {kinds})")
+
+    old_files, old_docs = _old_state(old)
+    kept: list[int] = []  # old document ids carried over unchanged
+    fresh: list[Document] = []
+    seen_keys: set[str] = set()
+    file_hashes: dict[str, str] = {}
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            _warn(f"skipped {f.source}: {e.strerror or e}")
+            continue
+        h = file_hashes[f.source] = file_hash(data)
+        if old_files.get(f.source, (None,))[0] == h:
+            for key in old_files[f.source][1]:
+                kept.append(old_docs[key][0])
+                seen_keys.add(key)
+            continue
+        for doc in parse(f, data, _warn):
+            seen_keys.add(doc.key)
+            prev = old_docs.get(doc.key)
+            if prev and prev[1] == doc.content_hash:
+                kept.append(prev[0])
+            else:
+                fresh.append(doc)
+                report.changed += prev is not None
+                report.added += prev is None
+    report.removed = len(set(old_docs) - seen_keys)
+    report.unchanged = len(kept)
+    report.documents = len(kept) + len(fresh)
+    if report.documents == 0:
+        raise QAError(f"no readable articles in {', '.join(r.name for r in roots)}; nothing was indexed")
+
+    roots_changed = old is None or old.manifest.get("roots") != [r.to_json() for r in roots]
+    terms_changed = old is not None and old.manifest.get("terms", 1) != TERMS_VERSION
+    if old and not fresh and not report.removed and not roots_changed and not terms_changed and file_hashes == {s: h for s, (h, _) in old_files.items()}:
+        _ = old.encoder  # the model export is checked too: an emptied one is not "up to date"
+        report.sentences = old.sentence_count
+        store.drop_old_generations(root)  # generations a reader held at the last commit
+        _drop_other_exports(root, keep=old.model_folder)
         report.seconds = time.perf_counter() - t0
         return report
+
+    encoder = _encoder(root, old, model_dir)
+    tmp = store.new_generation_dir(root)
+    try:
+        manifest = _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report)
+        if old is not None:
+            old.close()  # our own reader lock would keep the old generation alive
+        gen = store.commit_generation(root, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    store.drop_old_generations(root)
+    report.generation = gen.name
+    report.sentences = manifest["counts"]["sentences"]
+    _drop_other_exports(root, keep=encoder.folder)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _remove_new_entries(root: Path, before: set[str] | None) -> None:
+    """Undo a first index that failed: remove what it created (the folder itself if it was new)."""
+    if before is None:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in set(os.listdir(root)) - before if root.is_dir() else ():
+        p = root / name
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
 
 def _drop_other_exports(root: Path, keep: Path) -> None:
@@ -192,17 +244,6 @@ def _encoder(root: Path, old: Index | None, model_dir: Path | None):
     return OnnxEncoder(ensure_exported(model_dir))
 
 
-def _roots(old: Index | None, paths: list[Path] | None) -> list[Path]:
-    before = [Path(p) for p in old.manifest.get("roots", [])] if old else []
-    if not paths:
-        return before or [default_corpus()]
-    out = list(before)
-    for p in paths:
-        if p not in out:
-            out.append(p)
-    return out
-
-
 def _old_state(old: Index | None) -> tuple[dict[str, tuple[str, list[str]]], dict[str, tuple[int, str]]]:
     """{source: (file hash, [doc keys])} and {doc key: (doc id, content hash)} of the old index."""
     if old is None:
@@ -221,7 +262,9 @@ def _old_state(old: Index | None) -> tuple[dict[str, tuple[str, list[str]]], dic
     return files, docs
 
 
-def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progress, report) -> Path:
+def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report) -> dict:
+    """Write the next generation into `tmp`: old rows copied in SQL and numpy (no Python loop over
+    them), new documents chunked, embedded and appended. Returns its manifest."""
     counters = dict(old.manifest["next_ids"]) if old else {"document": 1, "sentence": 1, "passage": 1}
 
     # Chunk and embed the new documents.
@@ -241,120 +284,145 @@ def _write_generation(root, old, roots, encoder, kept, fresh, file_hashes, progr
     report.embedded = len(distinct)
     vector_of = {t: i for i, t in enumerate(distinct)}
 
-    tmp = store.new_generation_dir(root)
-    try:
-        con = sqlite3.connect(tmp / "meta.sqlite")
-        con.executescript(SCHEMA)
-        con.executemany("INSERT INTO files VALUES (?, ?)", sorted(file_hashes.items()))
-        if old and kept:
-            con.execute("ATTACH DATABASE ? AS old", ((old.folder / "meta.sqlite").as_posix(),))
-            con.execute("CREATE TEMP TABLE kept (id INTEGER PRIMARY KEY)")
-            con.executemany("INSERT INTO kept VALUES (?)", [(i,) for i in kept])
-            con.execute("INSERT INTO documents SELECT * FROM old.documents WHERE id IN (SELECT id FROM kept)")
-            con.execute("INSERT INTO sentences SELECT id, doc, paragraph, start, \"end\", text, -1 - row FROM old.sentences WHERE doc IN (SELECT id FROM kept)")
-            con.execute("INSERT INTO passages SELECT id, doc, paragraph, first, last, start, \"end\", -1 - row FROM old.passages WHERE doc IN (SELECT id FROM kept)")
-            con.commit()
-            con.execute("DETACH DATABASE old")
+    con = sqlite3.connect(tmp / "meta.sqlite")
+    con.executescript(SCHEMA)
+    con.executemany("INSERT INTO files VALUES (?, ?)", sorted(file_hashes.items()))
 
-        new_sentence_vec: dict[int, int] = {}
-        new_passage_vec: dict[int, int] = {}
-        for doc_id, doc, sentences, passages in chunks:
-            con.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (doc_id, doc.key, doc.source, doc.title, doc.date, doc.url, doc.content_hash, doc.text, doc.record, doc.bom),
-            )
-            ids = []
-            for s in sentences:
-                sid = counters["sentence"]
-                counters["sentence"] += 1
-                ids.append(sid)
-                new_sentence_vec[sid] = vector_of[s.text]
-                con.execute(
-                    "INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?, 0)", (sid, doc_id, s.paragraph, s.start, s.end, s.text)
-                )
-            for p in passages:
-                pid = counters["passage"]
-                counters["passage"] += 1
-                new_passage_vec[pid] = vector_of[p.text]
-                con.execute(
-                    "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                    (pid, doc_id, p.paragraph, ids[p.first], ids[p.last], p.start, p.end),
-                )
-
-        # Rows follow id order. Old rows were stashed as -1 - row to find their vectors.
-        sent_matrix, sent_ids, texts_by_row = _assign_rows(con, "sentences", old, "sentence_vectors", new_sentence_vec, vectors)
-        pass_matrix, pass_ids, _ = _assign_rows(con, "passages", old, "passage_vectors", new_passage_vec, vectors)
+    # Old rows of kept documents. Rows follow id order and new ids are larger than every old one,
+    # so kept rows keep their relative order and come first: new row = rank among kept rows.
+    s_old = p_old = np.zeros(0, np.int64)
+    if old and kept:
+        kept_ids = np.array(sorted(kept), dtype=np.int64)
+        s_old = np.flatnonzero(np.isin(old.rows["doc"], kept_ids))
+        con.execute("ATTACH DATABASE ? AS old", ((old.folder / "meta.sqlite").as_posix(),))
+        con.execute("CREATE TEMP TABLE kept (id INTEGER PRIMARY KEY)")
+        con.executemany("INSERT INTO kept VALUES (?)", ((int(i),) for i in kept_ids))
+        (rows_csv,) = con.execute("SELECT group_concat(row) FROM old.passages WHERE doc IN (SELECT id FROM kept)").fetchone()
+        p_old = np.sort(np.array(rows_csv.split(","), dtype=np.int64)) if rows_csv else p_old
+        con.execute("INSERT INTO documents SELECT * FROM old.documents WHERE id IN (SELECT id FROM kept)")
+        con.execute('INSERT INTO sentences SELECT id, doc, paragraph, start, "end", text, row_number() OVER (ORDER BY id) - 1 '
+                    "FROM old.sentences WHERE doc IN (SELECT id FROM kept)")
+        con.execute('INSERT INTO passages SELECT id, doc, paragraph, first, last, start, "end", row_number() OVER (ORDER BY id) - 1 '
+                    "FROM old.passages WHERE doc IN (SELECT id FROM kept)")
         con.commit()
-        np.save(tmp / "sentences.rows.npy", _row_table(con, len(sent_ids)))
-        con.close()
+        con.execute("DETACH DATABASE old")
+        ns, np_ = con.execute("SELECT (SELECT count(*) FROM sentences), (SELECT count(*) FROM passages)").fetchone()
+        if (ns, np_) != (len(s_old), len(p_old)):
+            raise IndexUnusable(f"index at {old.root} is unreadable (meta.sqlite and sentences.rows.npy disagree); {REBUILD_HINT}")
 
+    # New documents, appended after the kept rows.
+    new_sent: list[tuple] = []
+    new_pass: list[tuple] = []
+    new_sent_vec: list[int] = []
+    new_pass_vec: list[int] = []
+    new_rows: list[tuple[int, int, int, int]] = []
+    s_row, p_row = len(s_old), len(p_old)
+    for doc_id, doc, sentences, passages in chunks:
+        con.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, doc.key, doc.source, doc.title, doc.date, doc.url, doc.content_hash, doc.text, doc.record, doc.bom),
+        )
+        first_row, ids = s_row + len(new_sent), []
+        for s in sentences:
+            ids.append(counters["sentence"])
+            new_sent.append((counters["sentence"], doc_id, s.paragraph, s.start, s.end, s.text, first_row + len(ids) - 1))
+            new_sent_vec.append(vector_of[s.text])
+            new_rows.append([doc_id, s.paragraph, -1, -1])
+            counters["sentence"] += 1
+        for p in passages:
+            prow = p_row + len(new_pass)
+            new_pass.append((counters["passage"], doc_id, p.paragraph, ids[p.first], ids[p.last], p.start, p.end, prow))
+            new_pass_vec.append(vector_of[p.text])
+            counters["passage"] += 1
+            for r in range(p.first, p.last + 1):
+                slots = new_rows[first_row - s_row + r]
+                slots[2 if slots[2] < 0 else 3] = prow
+    con.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?, ?)", new_sent)
+    con.executemany("INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_pass)
+    con.commit()
+
+    dim = encoder.dim
+    n_sent, n_pass = len(s_old) + len(new_sent), len(p_old) + len(new_pass)
+    sent_matrix = _write_vectors(tmp / "sentences.vectors.npy", old._sentence_matrix if old else None, s_old, vectors[new_sent_vec], dim)
+    _write_vectors(tmp / "passages.vectors.npy", old.passage_vectors[0].vectors if old else None, p_old, vectors[new_pass_vec], dim)
+    sent_ids = np.concatenate([np.asarray(old.sentence_vectors[1])[s_old] if old else np.zeros(0, np.int64),
+                               np.array([t[0] for t in new_sent], dtype=np.int64)])
+    pass_ids = np.concatenate([np.asarray(old.passage_vectors[1])[p_old] if old else np.zeros(0, np.int64),
+                               np.array([t[0] for t in new_pass], dtype=np.int64)])
+    np.save(tmp / "sentences.ids.npy", sent_ids)
+    np.save(tmp / "passages.ids.npy", pass_ids)
+    np.save(tmp / "sentences.rows.npy", _row_table(old, s_old, p_old, new_rows))
+
+    from .ann import build_ann, index_type, refill
+
+    kind = index_type(n_sent)
+    if kind != "flat":  # the approximate structure, built from the exact vectors
         import faiss
 
-        from .ann import build_ann, index_type
+        same_lists = old is not None and old.manifest.get("index_type") == kind
+        ann = refill(old.folder / "sentences.faiss", sent_matrix) if same_lists else build_ann(sent_matrix)
+        faiss.write_index(ann, str(tmp / "sentences.faiss"))
 
-        for name, matrix, ids in (("sentences", sent_matrix, sent_ids), ("passages", pass_matrix, pass_ids)):
-            faiss.write_index(build_ann(matrix), str(tmp / f"{name}.faiss"))
-            np.save(tmp / f"{name}.ids.npy", ids)
+    (tmp / "bm25").mkdir()
+    old_terms = old.folder / "bm25" if old else None
+    if old_terms and old.manifest.get("terms") == TERMS_VERSION and (old_terms / "terms.npy").is_file():
+        Bm25.update(old_terms, s_old, [t[5] for t in new_sent], tmp / "bm25")  # only new sentences tokenized
+    else:
+        Bm25.build([t for (t,) in con.execute("SELECT text FROM sentences ORDER BY row")], tmp / "bm25")
+    con.close()
 
-        (tmp / "bm25").mkdir()
-        Bm25.build(texts_by_row, tmp / "bm25")
+    manifest = {
+        "format": FORMAT_VERSION,
+        "terms": TERMS_VERSION,
+        "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": dim,
+                  "onnx_file": encoder.spec.onnx_file},
+        "roots": [r.to_json() for r in roots],
+        "counts": {"documents": report.documents, "sentences": n_sent, "passages": n_pass},
+        "next_ids": counters,
+        "index_type": kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
 
-        manifest = {
-            "format": FORMAT_VERSION,
-            "terms": TERMS_VERSION,
-            "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": encoder.dim,
-                      "onnx_file": encoder.spec.onnx_file},
-            "roots": [str(r) for r in roots],
-            "counts": {"documents": report.documents, "sentences": len(sent_ids), "passages": len(pass_ids)},
-            "next_ids": counters,
-            "index_type": index_type(len(sent_ids)),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        report.sentences = len(sent_ids)
-        return store.commit_generation(root, tmp)
-    except BaseException:
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+COPY_ROWS = 65_536  # old vectors are copied in blocks: memory stays bounded at any size
+
+
+def _write_vectors(path: Path, old, old_rows: np.ndarray, new: np.ndarray, dim: int):
+    """Write kept old vectors (exact copies) then the new ones into a .npy, in blocks with plain
+    writes (a memory map would count every written page in this process's RSS: 5.5 GB at 1M).
+    Returns the file as a RowFile, for building the IVF from it."""
+    from .flat import RowFile
+
+    n = len(old_rows) + len(new)
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
+        offset = f.tell()
+        for lo in range(0, len(old_rows), COPY_ROWS):
+            f.write(np.ascontiguousarray(old[old_rows[lo : lo + COPY_ROWS]], dtype="<f4").tobytes())
+        f.write(np.ascontiguousarray(new, dtype="<f4").reshape(len(new), dim).tobytes())
+    return RowFile(str(path), (n, dim), offset)
 
 
 ROW_TABLE = np.dtype([("doc", "<i4"), ("paragraph", "<i4"), ("passage0", "<i4"), ("passage1", "<i4")])
 
 
-def _row_table(con, n: int) -> np.ndarray:
+def _row_table(old, s_old: np.ndarray, p_old: np.ndarray, new_rows: list) -> np.ndarray:
     """Per sentence row: its document, paragraph and up to two passage rows holding it.
 
     Ranking reads these for ~100 candidates per question; as a memory-mapped array they cost
-    nothing at start-up, where a SQLite scan of a million rows would take a second.
+    nothing at start-up. Kept rows are copied with their passage rows renumbered (numpy);
+    only the new rows are built in Python.
     """
-    table = np.full(n, -1, dtype=ROW_TABLE)
-    for row, doc, paragraph in con.execute("SELECT row, doc, paragraph FROM sentences"):
-        table[row]["doc"], table[row]["paragraph"] = doc, paragraph
-    spans = con.execute(
-        "SELECT p.row, a.row, b.row FROM passages p JOIN sentences a ON a.id = p.first JOIN sentences b ON b.id = p.last ORDER BY p.row"
-    )
-    for prow, first, last in spans:
-        for r in range(first, last + 1):
-            slot = "passage0" if table[r]["passage0"] < 0 else "passage1"
-            table[r][slot] = prow
+    table = np.empty(len(s_old) + len(new_rows), dtype=ROW_TABLE)
+    if len(s_old):
+        kept = np.asarray(old.rows[s_old])
+        renumber = np.full(int(old.manifest["counts"]["passages"]) + 1, -1, dtype=np.int64)  # [-1] stays -1
+        renumber[p_old] = np.arange(len(p_old))
+        table[: len(s_old)] = kept
+        for slot in ("passage0", "passage1"):
+            table[slot][: len(s_old)] = renumber[kept[slot]]
+    if new_rows:
+        table[len(s_old) :] = np.array([tuple(r) for r in new_rows], dtype=ROW_TABLE)
     return table
-
-
-def _assign_rows(con, table, old, vectors_attr, new_vec, vectors):
-    rows = con.execute(f"SELECT id, row FROM {table} ORDER BY id").fetchall()
-    dim = vectors.shape[1] if len(vectors) else (old.manifest["model"]["dim"] if old else 0)
-    matrix = np.zeros((len(rows), dim), dtype=np.float32)
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    stashed = [(i, -1 - r[1]) for i, r in enumerate(rows) if r[1] < 0]
-    if stashed:
-        old_index, _ = getattr(old, vectors_attr)
-        new_rows, old_rows = zip(*stashed)
-        matrix[list(new_rows)] = old_index.reconstruct_batch(np.array(old_rows, dtype=np.int64))
-    for i, (sid, _) in enumerate(rows):
-        if sid in new_vec:
-            matrix[i] = vectors[new_vec[sid]]
-    con.executemany(f"UPDATE {table} SET row = ? WHERE id = ?", [(i, r[0]) for i, r in enumerate(rows)])
-    texts = [t for (t,) in con.execute(f"SELECT text FROM {table} ORDER BY id")] if table == "sentences" else None
-    return matrix, ids, texts

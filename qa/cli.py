@@ -125,6 +125,7 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
     from .answer import Bot
 
     root = _index_path(index)
+    store.check_index_folder(root)  # never build an index among a user's articles
     if store.current_generation(root) is None:
         from .config import default_corpus
 
@@ -360,6 +361,8 @@ def bench(
     squad: Optional[Path] = typer.Option(None, "--squad", help="SQuAD file for the default corpus and questions"),
     work: Path = typer.Option(Path("/tmp/qa-bench"), "--work", help="Scratch folder (index, articles)"),
     scale: int = typer.Option(0, "--scale", help="Also build and measure an approximate index of this many vectors (e.g. 1000000)"),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Also measure cold ask and a 10-article update at these sentence counts (e.g. 10000,100000,1000000)"),
+    sizes_only: bool = typer.Option(False, "--sizes-only", help="With --sizes: measure only the size table"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the figures into this markdown file (e.g. BENCHMARKS.md)"),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON"),
 ) -> None:
@@ -367,7 +370,14 @@ def bench(
     from . import bench as b
     from .render import json_line
 
-    result = b.run(work, corpus, squad or b.DEFAULT_SQUAD, scale=scale, log=lambda m: print(f"qa: {m}", file=sys.stderr))
+    if sizes_only and out:
+        raise UsageError("--out rewrites the whole bench section; use --sizes without --sizes-only to write it")
+    try:
+        size_list = [int(x.replace("_", "")) for x in sizes.split(",")] if sizes else None
+    except ValueError:
+        raise UsageError(f"--sizes takes sentence counts separated by commas, e.g. 10000,100000; not {sizes!r}")
+    result = b.run(work, corpus, squad or b.DEFAULT_SQUAD, scale=scale, log=lambda m: print(f"qa: {m}", file=sys.stderr),
+                   sizes=size_list, sizes_only=sizes_only)
     section = b.markdown(result, "qa " + " ".join(sys.argv[1:]))
     if out:
         b.write_markdown(out, section)

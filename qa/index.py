@@ -1,19 +1,26 @@
-"""A built index, opened read-only: FAISS vectors, BM25, and SQLite metadata of one generation.
+"""A built index, opened read-only: vectors, BM25 and SQLite metadata of one generation.
 
 Files of a generation (format documented in embeddings/README.md):
-    manifest.json      format version, model id and dimension, counts, indexed roots, next ids
-    meta.sqlite        files, documents (with full text), sentences, passages
-    sentences.faiss    one normalised vector per sentence row (inner product = cosine)
-    sentences.ids.npy  sentence id of each FAISS row
-    sentences.rows.npy per sentence row: document id, paragraph, the (up to 2) passage rows holding it
-    passages.faiss     one vector per passage row
-    passages.ids.npy   passage id of each row
-    bm25/              bm25s index over sentence rows
+    manifest.json        format version, model id and dimension, counts, indexed roots, next ids
+    meta.sqlite          files, documents (with full text), sentences, passages
+    sentences.vectors.npy  float32, one normalised vector per sentence row: the canonical vectors
+                         (exact search reads them memory-mapped; updates copy them, never decode them)
+    sentences.faiss      only above ann.FLAT_MAX sentences: IVF-SQ8 built from sentences.vectors.npy
+    sentences.ids.npy    sentence id of each row
+    sentences.rows.npy   per sentence row: document id, paragraph, the (up to 2) passage rows holding it
+    passages.vectors.npy one vector per passage row (read per candidate, never searched)
+    passages.ids.npy     passage id of each row
+    bm25/                bm25s index over sentence rows
+    readers.lock         readers hold a shared flock on it (see qa.store)
+
+`Index.open` opens every part at once, under the generation's reader lock, and an Index never
+changes afterwards: a writer swapping in a new generation cannot pull a file from under it.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -27,6 +34,9 @@ from .errors import IndexUnusable, QAError
 
 FORMAT_VERSION = 3
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"
+# What a damaged or truncated file raises while being read (faiss adds RuntimeError, see _ann).
+# Anything else escaping a load is a bug in qa and is left to raise as itself.
+DAMAGE = (OSError, ValueError, EOFError, sqlite3.DatabaseError)
 
 SCHEMA = """
 CREATE TABLE files (source TEXT PRIMARY KEY, hash TEXT NOT NULL);
@@ -81,27 +91,76 @@ class Article:
 
 
 class Index:
-    """Read side of one generation. Opening is cheap; every part loads on first use."""
+    """Read side of one generation, every part opened by `Index.open`; close() lets it go."""
 
-    def __init__(self, root: Path, folder: Path, manifest: dict) -> None:
+    def __init__(self, root: Path, folder: Path, manifest: dict, lock=None) -> None:
         self.root = root
         self.folder = folder
         self.manifest = manifest
+        self._lock = lock  # open readers.lock with a shared flock: the writer leaves this generation alone
 
     @classmethod
     def open(cls, root: Path) -> "Index":
-        folder = store.current_generation(root)
-        if folder is None:
+        opened = store.open_current(root)
+        if opened is None:
             raise IndexUnusable(f"no index at {root}; build it with `qa index`")
+        folder, lock = opened
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError) as e:
-            raise IndexUnusable(f"index at {root} is unreadable (manifest: {e}); {REBUILD_HINT}")
-        if manifest.get("format") != FORMAT_VERSION:
-            raise IndexUnusable(
-                f"index at {root} has format {manifest.get('format')!r}, this qa reads {FORMAT_VERSION}; {REBUILD_HINT}"
-            )
-        return cls(root, folder, manifest)
+            index = cls(root, folder, read_manifest(root, folder), lock)  # an older format says so here
+            if lock is None:
+                raise IndexUnusable(f"index at {root} is unreadable ({folder.name} has no {store.READERS_LOCK}); {REBUILD_HINT}")
+            index._open_parts()
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+        return index
+
+    def release(self) -> None:
+        """Let a writer delete this generation. The Index keeps working: every part is open (file
+        descriptors, memory maps), so a question already running on it, in another thread, ends
+        normally; on POSIX a deleted file stays readable while it is open."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def close(self) -> None:
+        """Release the generation and close its database. The Index is unusable after."""
+        self.release()
+        if "db" in self.__dict__:
+            self.db.close()
+
+    def _open_parts(self) -> None:
+        self.db = self._guard("meta.sqlite", self._open_db)
+        n, dim = self.sentence_count, int(self.manifest["model"]["dim"])
+        vectors = self._guard("sentences.vectors.npy", lambda: _vectors(self.folder / "sentences.vectors.npy", n, dim))
+        ids = self._guard("sentences.ids.npy", lambda: _ids(self.folder / "sentences.ids.npy", n))
+        from .flat import FlatVectors
+
+        if self.manifest.get("index_type", "flat") == "flat":
+            searchable = FlatVectors(vectors)  # the exact search scans every row: mapped
+            self._sentence_matrix = vectors
+        else:
+            searchable = self._guard("sentences.faiss", lambda: _ann(self.folder / "sentences.faiss", n), RuntimeError)
+            self._sentence_matrix = self._guard("sentences.vectors.npy", lambda: _row_file(self.folder / "sentences.vectors.npy", n, dim))
+        self.sentence_vectors = (searchable, ids)
+        npass = int(self.manifest["counts"]["passages"])
+        pvectors = self._guard("passages.vectors.npy", lambda: _row_file(self.folder / "passages.vectors.npy", npass, dim))
+        pids = self._guard("passages.ids.npy", lambda: _ids(self.folder / "passages.ids.npy", npass))
+        self.passage_vectors = (FlatVectors(pvectors), pids)
+        self.rows = self._guard("sentences.rows.npy", lambda: _rows(self.folder / "sentences.rows.npy", n))
+        from .lexical import Bm25
+
+        self.bm25 = self._guard("bm25", lambda: _bm25(Bm25, self.folder / "bm25", n))
+
+    def _open_db(self) -> sqlite3.Connection:
+        # immutable=1: a generation never changes, so SQLite takes no locks and looks for no journal.
+        uri = (self.folder / "meta.sqlite").resolve().as_uri() + "?mode=ro&immutable=1"
+        con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        (count,) = con.execute("SELECT count(*) FROM sentences").fetchone()
+        if count != self.sentence_count:
+            raise ValueError(f"{count} sentences, the manifest says {self.sentence_count}")
+        return con
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -150,64 +209,19 @@ class Index:
                 f"index at {self.root} embeds with model {self.model_id}, whose ONNX export is missing from "
                 f"{self.model_folder.parent}; run `qa index --index {self.root}` to export {source} again, or {REBUILD_HINT}"
             )
-        return self._guard(f"model export {folder}", lambda: OnnxEncoder(folder))
+        # onnxruntime and tokenizers raise plain Exception subclasses for a damaged file.
+        return self._guard(f"model export {folder}", lambda: OnnxEncoder(folder), Exception)
 
     # -- parts ---------------------------------------------------------------------------------
-    def _guard(self, what: str, load):
+    def _guard(self, what: str, load, *more_damage: type[BaseException]):
+        """Run `load`; what a damaged file raises becomes IndexUnusable naming `what`. Any other
+        exception is a bug and raises as itself."""
         try:
             return load()
         except QAError:
             raise
-        except Exception as e:  # a damaged file surfaces as many exception types; all mean the same
+        except DAMAGE + more_damage as e:
             raise IndexUnusable(f"index at {self.root} is unreadable ({what}: {e}); {REBUILD_HINT}") from None
-
-    @cached_property
-    def db(self) -> sqlite3.Connection:
-        def load():
-            uri = (self.folder / "meta.sqlite").resolve().as_uri() + "?mode=ro"
-            con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            con.execute("SELECT count(*) FROM sentences").fetchone()
-            return con
-
-        return self._guard("meta.sqlite", load)
-
-    def _faiss(self, name: str):
-        def load():
-            from .flat import FlatVectors, read_flat
-
-            path = self.folder / f"{name}.faiss"
-            flat = read_flat(path)  # exact indexes are read without importing faiss (~0.18 s)
-            if flat is not None:
-                index = FlatVectors(flat)
-            else:
-                from .ann import load_ann
-
-                index = load_ann(path)
-            ids = np.load(self.folder / f"{name}.ids.npy", mmap_mode="r")
-            if index.ntotal != len(ids):
-                raise ValueError(f"{index.ntotal} vectors but {len(ids)} ids")
-            return index, ids
-
-        return self._guard(f"{name}.faiss", load)
-
-    @cached_property
-    def sentence_vectors(self):
-        return self._faiss("sentences")
-
-    @cached_property
-    def passage_vectors(self):
-        return self._faiss("passages")
-
-    @cached_property
-    def rows(self) -> np.ndarray:
-        """Structured array per sentence row: doc, paragraph, passage0, passage1 (-1 = none)."""
-        return self._guard("sentences.rows.npy", lambda: np.load(self.folder / "sentences.rows.npy", mmap_mode="r"))
-
-    @cached_property
-    def bm25(self):
-        from .lexical import Bm25
-
-        return self._guard("bm25", lambda: Bm25.load(self.folder / "bm25"))
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -220,19 +234,29 @@ class Index:
     def search_sentences(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosines) of the k nearest sentences for each query vector."""
         index, _ = self.sentence_vectors
-        if "faiss" in sys.modules:
-            # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
-            # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
-            sys.modules["faiss"].omp_set_num_threads(1)
         k = min(k, index.ntotal)
-        scores, rows = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        faiss = sys.modules.get("faiss") if not hasattr(index, "vectors") else None
+        if faiss is None:
+            scores, rows = index.search(queries, k)
+            return rows, scores
+        # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
+        # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
+        # The setting is the process's, so it is put back afterwards.
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, rows = index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(before)
         return rows, scores
 
     def sentence_vectors_at(self, rows) -> np.ndarray:
-        return _reconstruct(self.sentence_vectors[0], rows)
+        """The exact stored vectors of sentence rows (from sentences.vectors.npy, never decoded SQ8)."""
+        return np.asarray(self._sentence_matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
     def passage_vectors_at(self, rows) -> np.ndarray:
-        return _reconstruct(self.passage_vectors[0], rows)
+        return np.asarray(self.passage_vectors[0].vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
     def sentences_at(self, rows) -> list[StoredSentence]:
         """Sentence metadata for FAISS/BM25 rows, in the order given."""
@@ -244,7 +268,11 @@ class Index:
             f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
         )
         found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
-        return [found[r] for r in rows if r in found]
+        missing = [r for r in rows if r not in found]
+        if missing:  # dropping them would put features and metadata out of line
+            raise IndexUnusable(f"index at {self.root} is unreadable (meta.sqlite has no sentence at rows "
+                                f"{missing[:5]}); {REBUILD_HINT}")
+        return [found[r] for r in rows]
 
     def articles(self) -> list[Article]:
         """Every indexed document, newest first (undated ones last), then by source."""
@@ -291,10 +319,74 @@ class Index:
         return start, end, text[start:end]
 
 
-def _reconstruct(index, rows) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.int64)
-    if not len(rows):
-        return np.zeros((0, index.d), np.float32)
-    if hasattr(index, "make_direct_map") and index.direct_map.type == 0:  # IVF: row -> list position, once
-        index.make_direct_map()
-    return index.reconstruct_batch(rows)
+def read_manifest(root: Path, folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise IndexUnusable(f"index at {root} is unreadable (manifest: {e}); {REBUILD_HINT}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        version = manifest.get("format") if isinstance(manifest, dict) else None
+        raise IndexUnusable(f"index at {root} has format {version!r}, this qa reads {FORMAT_VERSION}; {REBUILD_HINT}")
+    try:
+        int(manifest["counts"]["sentences"]), int(manifest["counts"]["passages"]), int(manifest["model"]["dim"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise IndexUnusable(f"index at {root} is unreadable (manifest: missing {e}); {REBUILD_HINT}")
+    return manifest
+
+
+def _random_access(m: np.ndarray) -> np.ndarray:
+    """Tell the kernel rows are read at random: without it every page fault reads ahead (measured:
+    80 rows of a 300k-row matrix added 51 MB to a cold `qa ask`'s RSS)."""
+    raw = getattr(m, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+        raw.madvise(mmap.MADV_RANDOM)
+    return m
+
+
+def _vectors(path: Path, n: int, dim: int) -> np.ndarray:
+    """The (n, dim) float32 matrix, memory-mapped (for the exact search, which reads every row)."""
+    m = np.load(path, mmap_mode="r", allow_pickle=False)
+    if m.dtype != np.float32 or m.shape != (n, dim):
+        raise ValueError(f"holds {m.dtype} {m.shape}, expected float32 ({n}, {dim})")
+    return m
+
+
+def _row_file(path: Path, n: int, dim: int):
+    """The same matrix as a RowFile: rows read on demand, nothing mapped."""
+    from .flat import RowFile
+
+    m = _vectors(path, n, dim)  # checks the header and the file's length
+    rows = RowFile(str(path), m.shape, m.offset)
+    del m
+    return rows
+
+
+def _ids(path: Path, n: int) -> np.ndarray:
+    ids = _random_access(np.load(path, mmap_mode="r", allow_pickle=False))
+    if ids.dtype != np.int64 or ids.shape != (n,):
+        raise ValueError(f"holds {ids.dtype} {ids.shape}, expected int64 ({n},)")
+    return ids
+
+
+def _rows(path: Path, n: int) -> np.ndarray:
+    """Structured array per sentence row: doc, paragraph, passage0, passage1 (-1 = none)."""
+    rows = _random_access(np.load(path, mmap_mode="r", allow_pickle=False))
+    if rows.shape != (n,) or rows.dtype.names != ("doc", "paragraph", "passage0", "passage1"):
+        raise ValueError(f"holds {rows.dtype} {rows.shape}, expected {n} rows")
+    return rows
+
+
+def _ann(path: Path, n: int):
+    from .ann import load_ann
+
+    index = load_ann(path)
+    if index.ntotal != n:
+        raise ValueError(f"{index.ntotal} vectors, expected {n}")
+    return index
+
+
+def _bm25(cls, folder: Path, n: int):
+    bm25 = cls.load(folder)
+    if bm25.num_docs != n or not len(bm25.data) == len(bm25.indices) == int(bm25.indptr[-1]):
+        raise ValueError(f"{bm25.num_docs} rows (the index has {n}), or its postings are cut short")
+    return bm25

@@ -1,7 +1,9 @@
-"""BM25 over sentences: bm25s builds the index; queries read it with numpy alone.
+"""BM25 over sentences: bm25s's Lucene scores, computed and read with numpy alone.
 
-bm25s precomputes every (term, sentence) score into a sparse CSC matrix, so a query is a sum of
-a few column slices. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
+Every (term, sentence) score is precomputed into a sparse CSC matrix in bm25s's file layout, so a
+query is a sum of a few column slices. The index is written with numpy from the sentences' token
+ids (kept beside it, `terms.npy`/`starts.npy`), so an update tokenizes only new sentences; the
+scores equal bm25s's (tests/test_retrieve.py), which `qa eval`'s plain baseline still uses. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
 scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
 Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
 stopwords, Snowball-stemmed (see `_stem`). Questions are tokenized the same way, minus the words
@@ -11,6 +13,7 @@ that only make them questions (`query_terms`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -102,7 +105,25 @@ class Bm25:
 
     @classmethod
     def build(cls, texts: Sequence[str], folder: Path, k1: float = K1, b: float = B) -> None:
-        cls._fit(texts, k1, b).save(str(folder))
+        """Tokenize every text and write the index (and its token lists, for later updates)."""
+        vocab: dict[str, int] = {}
+        terms, starts = _term_ids(tokenize(texts), vocab)
+        _write(folder, terms, starts, vocab, k1, b)
+
+    @classmethod
+    def update(cls, old: Path, keep_rows: np.ndarray, new_texts: Sequence[str], folder: Path, k1: float = K1, b: float = B) -> None:
+        """The index of the old index's rows `keep_rows` (in that order) followed by `new_texts`:
+        only the new texts are tokenized; the kept rows' token ids are copied with numpy.
+        The scores still change everywhere (IDF, average length), so they are recomputed, in numpy."""
+        vocab = json.loads((old / "vocab.index.json").read_text())
+        old_terms, old_starts = np.load(old / "terms.npy"), np.load(old / "starts.npy")
+        lengths = old_starts[keep_rows + 1] - old_starts[keep_rows]
+        offsets = np.repeat(old_starts[keep_rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        kept = old_terms[offsets + np.arange(int(lengths.sum()))] if len(lengths) else old_terms[:0]
+        new_terms, new_starts = _term_ids(tokenize(new_texts), vocab)
+        terms = np.concatenate([kept, new_terms])
+        starts = np.concatenate([[0], np.cumsum(lengths), int(lengths.sum()) + new_starts[1:]]).astype(np.int64)
+        _write(folder, terms, starts, vocab, k1, b)
 
     @classmethod
     def in_memory(cls, texts: Sequence[str], k1: float = K1, b: float = B) -> "Bm25":
@@ -116,6 +137,30 @@ class Bm25:
         vocab = json.loads((folder / "vocab.index.json").read_text())
         arrays = [np.load(folder / f"{name}.csc.index.npy", mmap_mode="r") for name in ("data", "indices", "indptr")]
         return cls(vocab, *arrays, num_docs=int(params["num_docs"]))
+
+    def sparse_scores_and_matches(self, tokens: list[str]) -> tuple["SparseScores", "SparseScores", int]:
+        """As `scores_and_matches`, but over the union of the query terms' posting rows only: no
+        array of the collection's size is made per question (2 x 1M entries at 1M sentences)."""
+        cols = [t for t in (self.vocab.get(tok) for tok in tokens) if t is not None]
+        if not cols:
+            empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
+            return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
+        spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in cols]
+        rows = np.concatenate([np.asarray(self.indices[lo:hi], dtype=np.int64) for lo, hi in spans])
+        data = np.concatenate([np.asarray(self.data[lo:hi], dtype=np.float32) for lo, hi in spans])
+        distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
+        at, seen = 0, set()
+        for t, (lo, hi) in zip(cols, spans):
+            if t not in seen:
+                distinct[at : at + hi - lo] = True
+                seen.add(t)
+            at += hi - lo
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
+        scores = np.zeros(len(uniq), dtype=np.float32)
+        np.add.at(scores, inverse, data)
+        matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
+        return (SparseScores(uniq, scores, self.num_docs), SparseScores(uniq, matches, self.num_docs), len(set(tokens)))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence row for all of the query's tokens (zeros when none match)."""
@@ -139,3 +184,68 @@ class Bm25:
             if t is not None:
                 matches[self.indices[self.indptr[t] : self.indptr[t + 1]]] += 1
         return out, matches, len(set(tokens))
+
+
+class SparseScores:
+    """Per-row values that are zero outside `rows` (sorted): indexed like the dense array."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray, size: int) -> None:
+        self.rows, self.values, self.size = rows, values, size
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, rows), max(len(self.rows) - 1, 0))
+        hit = (self.rows[pos] == rows) if len(self.rows) else np.zeros(rows.shape, bool)
+        return np.where(hit, self.values[pos] if len(self.rows) else 0, 0).astype(self.values.dtype)
+
+    def max(self) -> float:
+        return float(self.values.max()) if len(self.values) else 0.0
+
+    def top(self, k: int) -> np.ndarray:
+        """Rows of the k largest positive values."""
+        positive = np.flatnonzero(self.values > 0)
+        if len(positive) > k:
+            positive = positive[np.argpartition(-self.values[positive], k - 1)[:k]]
+        return self.rows[positive]
+
+
+def _term_ids(token_lists: list[list[str]], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Token lists as one int32 array of vocabulary ids plus row starts (CSR); new tokens are added
+    to `vocab`."""
+    ids = [vocab.setdefault(t, len(vocab)) for tokens in token_lists for t in tokens]
+    starts = np.zeros(len(token_lists) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in token_lists], out=starts[1:])
+    return np.array(ids, dtype=np.int32), starts
+
+
+def _write(folder: Path, terms: np.ndarray, starts: np.ndarray, vocab: dict[str, int], k1: float, b: float) -> None:
+    """bm25s's Lucene BM25 as a CSC matrix (term columns), computed with numpy from the token ids,
+    in bm25s's file layout. Same formula and rounding steps as bm25s 0.3 (tested against it):
+    score = idf * tf / (tf + k1 * (1 - b + b * len / avg_len)), idf = ln(1 + (N - df + .5) / (df + .5))."""
+    n, nvocab = len(starts) - 1, len(vocab)
+    lengths = np.diff(starts)
+    avg = float(lengths.mean()) if n else 1.0
+    key = terms.astype(np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), lengths)
+    pairs, tf = np.unique(key, return_counts=True)  # sorted by term, then row: CSC order
+    cols, rows = pairs // max(n, 1), pairs % max(n, 1)
+    df = np.bincount(cols, minlength=nvocab)
+    idf = np.zeros(nvocab, dtype=np.float32)
+    seen = df > 0
+    # math.log per term, as bm25s does (np.log differs in the last bit for a third of the terms).
+    idf[seen] = [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df[seen].tolist()]
+    # As bm25s: the length norm is a float64 scalar there, so tf / (norm + tf) is float64, times
+    # the float32 idf, rounded to float32 once at the end.
+    norm = k1 * ((1 - b) + b * lengths / avg)
+    tf = tf.astype(np.float64)
+    data = idf[cols].astype(np.float64) * (tf / (norm[rows] + tf))
+    indptr = np.zeros(nvocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "data.csc.index.npy", data.astype(np.float32))
+    np.save(folder / "indices.csc.index.npy", rows.astype(np.int32))
+    np.save(folder / "indptr.csc.index.npy", indptr)
+    np.save(folder / "terms.npy", terms)
+    np.save(folder / "starts.npy", starts)
+    (folder / "vocab.index.json").write_text(json.dumps(vocab))
+    (folder / "params.index.json").write_text(json.dumps({"k1": k1, "b": b, "method": "lucene", "idf_method": "lucene",
+                                                          "num_docs": n, "written_by": "qa.lexical (bm25s layout)"}))

@@ -71,6 +71,8 @@ def run(bot: Bot, top: int = 3, json_out: bool = False, dates: DateRange | None 
             if not _command(text, conv, con, json_out):
                 return
             continue
+        if bot.refresh() and not json_out:  # `qa index` committed a new generation meanwhile
+            con.print(f"(index updated: {counted(bot.index.manifest['counts']['documents'], 'article')})", style="dim")
         answer = conv.ask(text)
         if json_out:
             print(json_line(answer.to_dict()), flush=True)

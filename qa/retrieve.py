@@ -22,7 +22,7 @@ from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
 from .index import Index, StoredSentence
-from .lexical import query_terms, tokenize
+from .lexical import SparseScores, query_terms, tokenize
 
 DENSE_K = 40  # nearest sentences by embedding
 LEXICAL_K = 40  # best BM25 sentences
@@ -144,22 +144,21 @@ def candidates(index: Index, query_vec: np.ndarray, query_text: str, allowed_doc
     """Retrieve candidates for one question and compute their features.
 
     `allowed_docs` (a boolean per document id, e.g. from a date range) restricts the answer to
-    those documents: the searches then look wider, in proportion to what the filter leaves out.
+    those documents: the dense search then looks wider, in proportion to what the filter leaves out.
     """
+    info = index.rows
     widen = 1
     if allowed_docs is not None:
-        share = allowed_docs[index.rows["doc"]].mean() if len(index.rows) else 1.0
+        share = allowed_docs[info["doc"]].mean() if len(info) else 1.0
         widen = int(min(MAX_WIDEN, np.ceil(1.0 / max(share, 1e-9))))
-    info = index.rows
     drows = index.search_sentences(query_vec[None, :], DENSE_K * widen)[0][0]
-    bm, matches, n_terms = index.bm25.scores_and_matches(query_terms(query_text))
+    # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
+    bm, matches, n_terms = index.bm25.sparse_scores_and_matches(query_terms(query_text))
     if allowed_docs is not None:
         drows = drows[drows >= 0]
         drows = drows[allowed_docs[info["doc"][drows]]][:DENSE_K]
-        bm = np.where(allowed_docs[info["doc"]], bm, 0.0).astype(np.float32)
-    k = min(LEXICAL_K, bm.size)
-    lrows = np.argpartition(-bm, k - 1)[:k] if k else np.zeros(0, np.int64)
-    rows = _union(drows, lrows[bm[lrows] > 0])
+        bm = SparseScores(bm.rows, np.where(allowed_docs[info["doc"][bm.rows]], bm.values, 0).astype(bm.values.dtype), bm.size)
+    rows = _union(drows, bm.top(LEXICAL_K))
     rows = rows[~_headlines(info, rows)]
     n_total = len(info)
     docs = info["doc"][rows]

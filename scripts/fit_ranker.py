@@ -129,6 +129,13 @@ def fit_answerability(own: np.ndarray, foreign: np.ndarray):
     return model.coef_[0].astype(float), float(model.intercept_[0])
 
 
+def article_folds(questions) -> np.ndarray:
+    """Fold 0 or 1 of each question: alternate articles, in order of appearance, so that every
+    question of an article lands in the same fold."""
+    fold = {source: i % 2 for i, source in enumerate(dict.fromkeys(q.source for q in questions))}
+    return np.array([fold[q.source] for q in questions])
+
+
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
@@ -186,10 +193,12 @@ def main() -> None:
     foreign = [q for q in write_articles(tune[1::2], args.work / "tune_b" / "articles") if q.spans]
     own_x = answerability_matrix(own_groups, w, b)
     foreign_x = answerability_matrix(collect(index_a, foreign, index_a.root.parent / "foreign.npz"), w, b)
-    # 2-fold cross-validation (alternate questions) for an honest estimate, then fit on all.
+    # 2-fold cross-validation by article (no article's questions on both sides), then fit on all.
+    own_fold, foreign_fold = article_folds(own), article_folds(foreign)
+    assert len(own_fold) == len(own_x) and len(foreign_fold) == len(foreign_x)
     cv_own, cv_foreign = np.zeros(len(own_x)), np.zeros(len(foreign_x))
     for k in (0, 1):
-        to, tf = np.arange(len(own_x)) % 2 != k, np.arange(len(foreign_x)) % 2 != k
+        to, tf = own_fold != k, foreign_fold != k
         aw, ab = fit_answerability(own_x[to], foreign_x[tf])
         cv_own[~to], cv_foreign[~tf] = sigmoid(own_x[~to] @ aw + ab), sigmoid(foreign_x[~tf] @ aw + ab)
     cv_t = np.quantile(cv_own, 1 - OWN_ANSWERED)

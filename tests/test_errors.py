@@ -143,11 +143,14 @@ def _export_file(name: str):
 DAMAGE = {
     "meta.sqlite garbage": lambda root: _garble(_live(root) / "meta.sqlite"),
     "meta.sqlite truncated": lambda root: _truncate(_live(root) / "meta.sqlite"),
-    "sentences.faiss garbage": lambda root: _garble(_live(root) / "sentences.faiss"),
-    "sentences.faiss truncated": lambda root: _truncate(_live(root) / "sentences.faiss"),
-    "sentences.faiss empty": lambda root: (_live(root) / "sentences.faiss").write_bytes(b""),
-    "passages.faiss garbage": lambda root: _garble(_live(root) / "passages.faiss"),
+    "sentence vectors garbage": lambda root: _garble(_live(root) / "sentences.vectors.npy"),
+    "sentence vectors truncated": lambda root: _truncate(_live(root) / "sentences.vectors.npy"),
+    "sentence vectors empty": lambda root: (_live(root) / "sentences.vectors.npy").write_bytes(b""),
+    "passage vectors garbage": lambda root: _garble(_live(root) / "passages.vectors.npy"),
     "sentence ids garbage": lambda root: _garble(_live(root) / "sentences.ids.npy"),
+    "sentence ids truncated": lambda root: _truncate(_live(root) / "sentences.ids.npy"),
+    "sentence rows truncated": lambda root: _truncate(_live(root) / "sentences.rows.npy"),
+    "bm25 postings truncated": lambda root: _truncate(_live(root) / "bm25" / "data.csc.index.npy"),
     "manifest garbage": lambda root: _garble(_live(root) / "manifest.json"),
     "bm25 vocabulary garbage": lambda root: _garble(_live(root) / "bm25" / "vocab.index.json"),
     "model file garbage": _export_file("model file"),
@@ -168,7 +171,7 @@ def test_damaged_index_raises_index_unusable(damage, seed_copy):
 
 
 @pytest.mark.parametrize(
-    "damage", ["meta.sqlite garbage", "sentences.faiss truncated", "model file garbage", "tokenizer garbage", "CURRENT garbage"]
+    "damage", ["meta.sqlite garbage", "sentence vectors truncated", "model file garbage", "tokenizer garbage", "CURRENT garbage"]
 )
 def test_damaged_index_is_one_line_on_the_command_line(damage, seed_copy):
     DAMAGE[damage](seed_copy)
@@ -231,7 +234,9 @@ def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, other_
 def test_every_file_of_a_generation_is_guarded(seed_copy):
     """Garbage in any file of the live generation: asking either still works or raises
     IndexUnusable with the rebuild hint - never a raw library exception."""
-    must_fail = {"meta.sqlite", "sentences.faiss", "passages.faiss", "sentences.ids.npy", "passages.ids.npy", "manifest.json"}
+    must_fail = {"meta.sqlite", "sentences.vectors.npy", "passages.vectors.npy", "sentences.ids.npy", "passages.ids.npy",
+                 "sentences.rows.npy", "manifest.json", "bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
+                 "bm25/indptr.csc.index.npy", "bm25/vocab.index.json", "bm25/params.index.json"}
     gen = _live(seed_copy)
     files = sorted(p.relative_to(gen).as_posix() for p in gen.rglob("*") if p.is_file())
     assert must_fail <= set(files)
@@ -249,7 +254,7 @@ def test_every_file_of_a_generation_is_guarded(seed_copy):
 
 
 def test_chat_on_a_damaged_index(seed_copy):
-    DAMAGE["sentences.faiss garbage"](seed_copy)
+    DAMAGE["sentence vectors garbage"](seed_copy)
     proc = run_qa("chat", "--index", str(seed_copy), stdin=QUESTION + "\n")
     line = assert_clean_error(proc)
     assert "`qa index --rebuild`" in line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from conftest import json_lines, run_qa
@@ -60,3 +62,49 @@ def test_ment_nouns_share_a_term_with_their_verb():
     assert tokenize(["settle settlement"])[0][0] == tokenize(["settle settlement"])[0][1]
     # Too short a stem before "-ment": left whole, not conflated with "mo" or "com".
     assert tokenize(["moment comment element"]) == [["moment", "comment", "element"]]
+
+
+def test_sparse_bm25_equals_the_dense_scores_row_for_row(seed_index):
+    """The per-question BM25 works on the union of posting rows; every value it gives is the one
+    the dense (collection-sized) computation gives, and its top rows are the dense top rows."""
+    from qa.index import Index
+    from qa.lexical import query_terms
+
+    index = Index.open(seed_index)
+    everything = np.arange(index.sentence_count)
+    for question in ["Who led the trade delegations in London?", "London London talks agreement", "zzz qqq", "What did they agree?"]:
+        terms = query_terms(question)
+        dense, dense_matches, n = index.bm25.scores_and_matches(terms)
+        sparse, sparse_matches, m = index.bm25.sparse_scores_and_matches(terms)
+        assert n == m and sparse.size == dense.size
+        assert np.array_equal(sparse[everything], dense) and np.array_equal(sparse_matches[everything], dense_matches)
+        assert sparse.max() == (float(dense.max()) if dense.size else 0.0)
+        top = sparse.top(5)  # the 5 best scores (rows may differ only between equal scores)
+        assert len(set(top.tolist())) == len(top) == min(5, int((dense > 0).sum()))
+        assert sorted(dense[top].tolist()) == sorted(np.sort(dense[dense > 0])[::-1][:5].tolist())
+        assert len(sparse.rows) == len(set(np.flatnonzero(dense > 0))) <= index.sentence_count
+
+
+def test_bm25_written_with_numpy_equals_bm25s_and_an_update_equals_a_rebuild(tmp_path):
+    """qa writes bm25s's Lucene scores itself (so an update tokenizes only new sentences): the
+    scores are bit for bit bm25s's, and an update's are a full rebuild's."""
+    from qa.lexical import B, K1, Bm25
+
+    texts = [line for line in (Path(__file__).resolve().parents[1] / "seeds" / "000_a965798dc9f0230f.txt").read_text().splitlines()
+             if line.strip()]
+    texts += ["The the the talks.", "", "Agreement agreed agreeing in London again, London."]
+    Bm25._fit(texts, K1, B).save(str(tmp_path / "bm25s"))
+    Bm25.build(texts, tmp_path / "ours")
+    ref, ours = Bm25.load(tmp_path / "bm25s"), Bm25.load(tmp_path / "ours")
+    for q in ["Who led the talks in London?", "agreement", "the", "nothing matches zzzz"]:
+        assert np.array_equal(ref.scores(q), ours.scores(q)), q
+    assert np.any(ours.scores("London") > 0)
+
+    keep = np.arange(0, len(texts), 2)
+    added = ["London hosted new talks on Friday.", "A fresh agreement was signed."]
+    Bm25.update(tmp_path / "ours", keep, added, tmp_path / "updated")
+    Bm25.build([texts[i] for i in keep] + added, tmp_path / "rebuilt")
+    updated, rebuilt = Bm25.load(tmp_path / "updated"), Bm25.load(tmp_path / "rebuilt")
+    assert updated.num_docs == rebuilt.num_docs == len(keep) + 2
+    for q in ["London talks", "agreement signed", "Friday"]:
+        assert np.array_equal(updated.scores(q), rebuilt.scores(q)), q
