@@ -73,7 +73,11 @@ class LiveBot:
             return bot
         try:
             if self.bot.index.folder != folder:
-                self.bot = refreshed(self.root, self.bot)
+                old, self.bot = self.bot, refreshed(self.root, self.bot)
+                # Let the next `qa index` delete the old generation. Requests still running on the
+                # old Bot finish on it: its files are open. (Not Bot.refresh(): that swaps the index
+                # inside one Bot, under a request that may be halfway through reading it.)
+                old.index.release()
         except IndexUnusable:
             if store.current_generation(self.root) == folder:
                 raise  # the new generation itself is broken

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import CORPUS_FIXTURES, REPO, SEED, assert_clean_error, json_lines, run_qa, tree_bytes
+from conftest import CORPUS_FIXTURES, REPO, SEED, assert_clean_error, json_lines, own_export, run_qa, tree_bytes
 from qa.index import Index
 
 
@@ -203,9 +203,9 @@ def test_every_option_an_index_error_suggests_exists(tmp_path):
 def test_qa_index_checks_the_live_generation_as_qa_ask_does(damage, seed_copy):
     gen = Index.open(seed_copy).folder
     if damage == "emptied model":
-        (spec,) = (seed_copy / "models").glob("*/encoder.json")
-        model = spec.parent / json.loads(spec.read_text())["onnx_file"]
-        model.unlink()  # hard-linked to the session's export: never write through it
+        export = own_export(seed_copy)  # a private copy of the export, in the test cache
+        model = export / json.loads((export / "encoder.json").read_text())["onnx_file"]
+        model.unlink()  # hard-linked to the package's file: never write through it
         model.write_bytes(b"")
     else:
         ids = gen / "sentences.ids.npy"
@@ -237,6 +237,7 @@ def test_a_failed_first_index_leaves_nothing_behind(tmp_path, new_index):
     fresh = tmp_path / "fresh-index"
     assert_clean_error(run_qa("index", str(bad), "--index", str(fresh)))
     assert not fresh.exists()
-    seeded = new_index()  # a folder that already held the model export keeps just that
-    assert_clean_error(run_qa("index", str(bad), "--index", str(seeded)))
-    assert sorted(p.name for p in seeded.iterdir()) == ["models"]
+    existing = new_index()  # an empty folder the user made for it stays, and stays empty
+    assert existing.is_dir() and not any(existing.iterdir())
+    assert_clean_error(run_qa("index", str(bad), "--index", str(existing)))
+    assert existing.is_dir() and not any(existing.iterdir())
