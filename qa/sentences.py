@@ -27,6 +27,9 @@ _CLOCK_SAME_SENTENCE = re.compile(
 )
 _MONTH_END = re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.$|\b(?:January|February|March|April|May|June|July|August|September|October|November|December)$")
 _DAY_START = re.compile(r"\d{1,2}[.,]?(?=\s|$)")
+_CAPS_ABBREVIATION = re.compile(r"[A-Z]{2,3}\.")
+# Inside a paragraph no sentence opens with a dash; a piece that does continues a dateline.
+_DASH_START = re.compile(r"[-–—]{1,2}\s")
 _LOWER_WORD_END = re.compile(r"(?:^|\s)[a-z][a-z'’]+[.!?][\"'”’)]*\s+$")
 
 
@@ -81,6 +84,10 @@ def _joins(para: str, prev: tuple[int, int], nxt: tuple[int, int]) -> bool:
     if _CLOCK_END.search(before) and (_CLOCK_SAME_SENTENCE.match(after) or after[:1].islower()):
         return True  # "by 6 a.m." | "Saturday most homes had power"
     if _MONTH_END.search(before) and _DAY_START.match(after):  # "on January" | "2. A second hearing"
+        return True
+    if _DASH_START.match(after):  # a dateline: "RALEIGH, N.C." | "- The death toll ..."
+        return True
+    if _CAPS_ABBREVIATION.fullmatch(before):  # a dateline's "ST." | "PAUL, Minn. - ..." is no sentence
         return True
     return False
 

@@ -222,6 +222,9 @@ def test_markdown_inline_markup_is_not_shown_and_offsets_span_the_file(line, sho
         ("EU regulators fined Helix Ltd. €1.2 billion on Wednesday. Helix will appeal.",
          ["EU regulators fined Helix Ltd. €1.2 billion on Wednesday.", "Helix will appeal."]),
         ("Fans called it ‘a sad end to a great run.’ Many stayed.", ["Fans called it ‘a sad end to a great run.’", "Many stayed."]),
+        # a dateline with a state abbreviation stays with its sentence
+        ("RALEIGH, N.C. - The death toll has risen to 11. Floods spread.", ["RALEIGH, N.C. - The death toll has risen to 11.", "Floods spread."]),
+        ("ST. PAUL, Minn. — Lawmakers met on Monday.", ["ST. PAUL, Minn. — Lawmakers met on Monday."]),
     ],
 )
 def test_news_sentence_rules(text, expected):
