@@ -10,7 +10,7 @@ import numpy as np
 
 from .index import Index, StoredSentence
 from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
-from .recency import DateRange, newer_first
+from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
 
 if TYPE_CHECKING:
@@ -142,17 +142,17 @@ class Bot:
         articles published in that range.
         """
         q = clean_question(question)
-        query = query or q
+        reading = query or q
         with self._one_blas_thread():
-            vec = self.index.embed([query])[0]
-            return self._answer(q, query, vec, top, floor, dates)
+            vec = self.index.embed([search_text(reading)])[0]
+            return self._answer(q, reading, vec, top, floor, dates)
 
     def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0,
                  dates: DateRange | None = None) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
         with self._one_blas_thread():
-            vecs = self.index.embed(qs) if qs else np.zeros((0, 1), np.float32)
+            vecs = self.index.embed([search_text(q) for q in qs]) if qs else np.zeros((0, 1), np.float32)
             return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
 
     def chat(self) -> "Conversation":
@@ -160,10 +160,13 @@ class Bot:
 
         return Conversation(self)
 
-    def _answer(self, question: str, query: str, vec: np.ndarray, top: int, floor: float,
+    def _answer(self, question: str, reading: str, vec: np.ndarray, top: int, floor: float,
                 dates: DateRange | None = None) -> Answer:
+        """`reading` is the question as understood (a follow-up's standalone reading); `vec` the
+        embedding of its search text (recency.search_text: without words that only ask for the
+        latest, which the recency rules read from `reading` instead)."""
         allowed = self.index.documents_dated(dates) if dates else None
-        cands = candidates(self.index, vec, query, allowed)
+        cands = candidates(self.index, vec, search_text(reading), allowed)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
@@ -172,7 +175,7 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._newer_first(query, self._merge_duplicates(  # a follow-up: its standalone reading
+        merged = self._newer_first(reading, self._merge_duplicates(
             [cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)
         # After the first, sentences are in score order: the ones shown are a prefix.

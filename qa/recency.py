@@ -44,9 +44,31 @@ _LATEST = re.compile(
     r"new(est)? (figure|number|count|toll|estimate|forecast)s?)\b",
     re.IGNORECASE,
 )
+# The words that ask for the latest, without the thing asked about: left out of the search so
+# that they neither dilute a sentence's similarity nor count against answering ("What is the
+# latest on Northwind's results?" was declined; "What is on Northwind's results?" answered).
+_TIME_WORDS = re.compile(
+    r"\b(?:the\s+)?(?:very\s+)?(?:latest|newest|most\s+recent)(?:\s+(?:news|update|updates|developments?|word|figures?|numbers?))?"
+    r"(?:\s+(?:on|about|in|for|from|with|regarding))?\b"
+    r"|\b(?:right\s+now|at\s+the\s+moment|these\s+days|so\s+far|to\s+date|as\s+of\s+(?:now|today)|currently|now|still)\b",
+    re.IGNORECASE,
+)
+_FUNCTION_WORDS = re.compile(
+    r"\b(?:what|who|whom|whose|when|where|which|why|how|is|are|was|were|be|been|do|does|did|has|have|had|"
+    r"the|a|an|on|of|in|about|for|to|with|there|it|its|any|s)\b", re.IGNORECASE)
+_CONTENT = re.compile(r"\w\w")
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
            "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
 _DATE_ARG = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def search_text(question: str) -> str:
+    """The question to search with: without the words that only ask for the latest (see
+    _TIME_WORDS); the question itself when nothing else would be left."""
+    if not wants_latest(question):
+        return question
+    rest = re.sub(r"\s+([?.!,;:])", r"\1", " ".join(_TIME_WORDS.sub(" ", question).split()))
+    return rest if _CONTENT.search(_FUNCTION_WORDS.sub(" ", rest)) else question
 
 
 def wants_latest(question: str) -> bool:
