@@ -158,8 +158,22 @@ def _sources(conv: Conversation, con, json_out: bool) -> None:
     for p in paragraphs:
         markers = "".join(f"[{m}]" for m in p["markers"])
         con.print(Text(f"{markers} {p['title']} — {where(p['source'], p['date'], p['paragraph'], p['record'])}", style="bold"))
-        body = Text(p["text"])
-        for start, end in p["cited"]:
+        text, cited = _shown(p["source"], p["text"], p["cited"])
+        body = Text(text)
+        for start, end in cited:
             body.stylize("underline", start, end)
         con.print(body)
         con.print()
+
+
+def _shown(source: str, text: str, cited: list[list[int]]) -> tuple[str, list[tuple[int, int]]]:
+    """A paragraph as the terminal shows it, with its cited spans: a Markdown paragraph without
+    its inline markup (as its cited sentences are shown), the spans moved to match."""
+    if not source.lower().endswith(".md"):
+        return text, [(s, e) for s, e in cited]
+    from bisect import bisect_left
+
+    from .markup import plain
+
+    shown, pos = plain(text, 0, len(text))  # pos: each shown character's offset in `text`
+    return shown, [(bisect_left(pos, s), bisect_left(pos, e)) for s, e in cited]

@@ -125,3 +125,17 @@ def test_chat_sources_after_a_declined_question(seed_index):
     out = chat(seed_index, [":sources", "What is the capital of France?", ":sources"]).stdout
     assert out.index("No cited sources yet: ask a question first.") < out.index("No answer in the indexed articles.")
     assert out.index("No answer in the indexed articles.") < out.index("The last question had no answer, so nothing was cited.")
+
+
+def test_sources_of_a_markdown_article_show_no_markup(new_index, tmp_path):
+    corpus = tmp_path / "md"
+    corpus.mkdir()
+    (corpus / "restate.md").write_text(
+        "# Northwind Restates Results\n\nNorthwind **restated** its revenue to $398 million after an "
+        "[internal review](https://news.example/review) on Wednesday.\n", encoding="utf-8")
+    idx = new_index()
+    assert run_qa("index", str(corpus), "--index", str(idx)).returncode == 0
+    proc = run_qa("chat", "--index", str(idx), stdin="What did Northwind restate its revenue to?\n:sources\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "Northwind restated its revenue to $398 million after an internal review on Wednesday." in proc.stdout
+    assert "**" not in proc.stdout and "](" not in proc.stdout
