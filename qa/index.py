@@ -84,6 +84,7 @@ class Article:
     url: str | None
     sentences: int
     record: str | None
+    doc: int  # internal document id (the HTTP API's paragraph requests name it)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "record": self.record, "title": self.title, "date": self.date, "url": self.url,
@@ -274,14 +275,16 @@ class Index:
                                 f"{missing[:5]}); {REBUILD_HINT}")
         return [found[r] for r in rows]
 
-    def articles(self) -> list[Article]:
-        """Every indexed document, newest first (undated ones last), then by source."""
+    def articles(self, offset: int = 0, limit: int | None = None) -> list[Article]:
+        """Indexed documents, newest first (undated ones last), then by source; a page of them
+        from `offset` when `limit` is given."""
         q = (
-            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.record FROM documents d "
+            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.record, d.id FROM documents d "
             "LEFT JOIN sentences s ON s.doc = d.id GROUP BY d.id "
-            "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id"
+            "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id LIMIT ? OFFSET ?"
         )
-        return [Article(*row) for row in self._guard("meta.sqlite", lambda: self.db.execute(q).fetchall())]
+        rows = self._guard("meta.sqlite", lambda: self.db.execute(q, (-1 if limit is None else limit, offset)).fetchall())
+        return [Article(*row) for row in rows]
 
     def documents_dated(self, dates) -> np.ndarray:
         """A boolean per document id: is the document's date within `dates` (a recency.DateRange)?"""

@@ -140,14 +140,10 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
         offset = _int(request.query_params.get("offset", 0), "offset", 0, 2**62)
         limit = _int(request.query_params.get("limit", 1000), "limit", 1, MAX_SOURCES_PAGE)
 
-        def work():
-            db = live.current().index.db
-            total = db.execute("SELECT count(*) FROM documents").fetchone()[0]
-            rows = db.execute(
-                "SELECT d.id, d.source, d.key, d.title, d.date, d.url, (SELECT count(*) FROM sentences s WHERE s.doc = d.id) "
-                "FROM documents d ORDER BY d.source, d.key LIMIT ? OFFSET ?", (limit, offset)).fetchall()
-            return {"total": total, "offset": offset, "sources": [
-                {"doc": r[0], "source": r[1], "key": r[2], "title": r[3], "date": r[4], "url": r[5], "sentences": r[6]} for r in rows]}
+        def work():  # `qa sources --json`'s objects, newest first, plus the document id
+            index = live.current().index
+            return {"total": index.manifest["counts"]["documents"], "offset": offset,
+                    "sources": [{**a.to_dict(), "doc": a.doc} for a in index.articles(offset, limit)]}
 
         return await blocking(_readable(work))
 
