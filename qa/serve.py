@@ -251,7 +251,7 @@ def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: 
     try:
         import uvicorn
     except ImportError:
-        raise QAError("qa serve needs the serve extra: pip install 'qa[serve]'") from None
+        raise QAError("qa serve needs starlette and uvicorn (the serve extra): pip install -e '.[serve]' in the qa project folder") from None
     message = exposure_warning(host, token)
     if message:
         warn(message)
