@@ -64,6 +64,9 @@ class Answer:
     # In a conversation: the query actually used when the question was read in the light of the
     # earlier turns ("When did Mongke Khan die?" for "When did he die?"); None when it was asked as is.
     interpreted: str | None = None
+    # When the follow-up named nothing and only the earlier turn's words were added: the title of
+    # the article that turn was answered from, for the terminal's "(following: <title>)" line.
+    following: str | None = None
 
     def to_dict(self) -> dict:
         d = {

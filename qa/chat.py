@@ -30,17 +30,22 @@ class Conversation:
         else:
             answer = self.bot.ask(q, self.top, query=reading.query, floor=self.floor, dates=self.dates)
             answer.interpreted = reading.query
+            if reading.how == "expanded":  # no name to show in the question: say which story it follows
+                answer.following = self._last_answered().sentences[0].citation.title or None
         self.history.append(answer)
         return answer
 
     def focus(self) -> followup.Focus | None:
         """What the conversation is about: the last answered turn (None before the first)."""
-        last = next((a for a in reversed(self.history) if a.answered and a.sentences), None)
+        last = self._last_answered()
         if last is None:
             return None
         best = last.sentences[0]
         return followup.Focus(last.interpreted or last.question, best.text, best.citation.doc, best.citation.paragraph,
                               [s.row for s in last.sentences])
+
+    def _last_answered(self) -> Answer | None:
+        return next((a for a in reversed(self.history) if a.answered and a.sentences), None)
 
     def more(self, n: int | None = None) -> list[AnswerSentence]:
         """The next best sentences for the last question (each call moves further down)."""

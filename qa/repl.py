@@ -77,7 +77,9 @@ def run(bot: Bot, top: int = 3, json_out: bool = False, dates: DateRange | None 
         if json_out:
             print(json_line(answer.to_dict()), flush=True)
         else:
-            if answer.interpreted is not None:  # the follow-up was read in the light of the conversation
+            if answer.following:  # only the earlier turn's words were added: name the story instead
+                con.print(f"(following: {answer.following})", style="dim", markup=False)
+            elif answer.interpreted is not None:  # the follow-up was read in the light of the conversation
                 con.print(f"(reading it as: {answer.interpreted})", style="dim", markup=False)
             print_answer(con, answer)
             con.print()

@@ -139,3 +139,15 @@ def test_library_conversation_reports_the_reading(news_index):
     assert [a.question for a in conv.history] == ["Where is Northwind based?", "How many people does it employ there?"]
     conv.reset()
     assert conv.history == [] and conv.ask("How many people does it employ there?").interpreted is None
+
+
+def test_a_follow_up_that_names_nothing_says_which_story_it_follows(news_index):
+    # "this" points back but names nothing: the earlier question's names are added to the search,
+    # and the terminal names the story followed rather than printing that search.
+    proc = run_qa("chat", "--index", str(news_index),
+                  stdin="How deep is the Port Ellis channel?\nWhen will this be finished?\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "(following: Port Ellis Marks a Decade of Its Deep-Water Terminal)\n" in proc.stdout
+    assert "(reading it as:" not in proc.stdout
+    (_, follow) = chat_json(news_index, ["How deep is the Port Ellis channel?", "When will this be finished?"])
+    assert follow["interpreted"] == "When will this be finished? (Port Ellis)"  # JSON still gives the search
