@@ -159,7 +159,7 @@ def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dat
     meta = index.sentences_at(rows)
     texts = [m.text for m in meta]
     # Paragraph groups (document ids of a remote store are 63-bit hashes: no room to pack the paragraph in).
-    paragraphs = np.unique(np.stack([docs, info["paragraph"]], axis=1), axis=0, return_inverse=True)[1].ravel() if n else docs
+    paragraphs = np.unique(docs, return_inverse=True)[1].astype(np.int64) << 32 | info["paragraph"]
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, lex.best,
                        lex.coverage(rows, texts), docs, paragraphs, texts, [m.title for m in meta])
     return Candidates(rows, X, meta, docs)

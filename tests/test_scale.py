@@ -113,15 +113,15 @@ def test_incremental_add_change_delete_and_dates(built, tmp_path):
     assert "Lisbon" in ask("Where were the talks held?")["sentences"][0]["text"]
     assert ask("How much did the kelp farm near Orlen harvest?")["sentences"][0]["source"] == "seeds/new.txt"
     # No sentence of the old version or of the deleted file is left behind.
+    counted = sum(a["sentences"] for a in json_lines(run_qa("sources", "--json", "--milvus", uri, cwd=corpus).stdout))
     from qa.stores.milvus import MilvusStore
 
-    store = MilvusStore.open(uri, "qa")
+    store = MilvusStore.open(uri, "qa")  # Milvus Lite: one process at a time on a .db
     try:
         rows = store.client.query("qa", filter="id != 0", output_fields=["source", "text"], limit=1000)
         assert {r["source"] for r in rows} == listed
         assert not any("London" in r["text"] for r in rows)
-        assert store.sentence_count == sum(a["sentences"] for a in json_lines(
-            run_qa("sources", "--json", "--milvus", uri, cwd=corpus).stdout))
+        assert store.sentence_count == len(rows) == counted
     finally:
         store.close()
 

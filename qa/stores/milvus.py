@@ -16,9 +16,9 @@ into one collection without handing out ids; neighbours are stored ids, not row 
 
 BM25: Milvus scores with its own statistics (per segment) and parameters; scores come back as
 negative distances and are turned back into scores, divided by (k1 + 1) to be on the Lucene
-scale of the folder index. Milvus Lite 3.2 ignores the bm25_k1/bm25_b index parameters (k1 1.5,
-b 0.75 measured) where the folder index uses k1 0.2, b 0.3: the ranker's BM25 features, which
-are saturated and relative to the best score, see slightly different values (BENCHMARKS.md).
+scale of the folder index. The collection is created with qa's k1 and b (qa.lexical), so the
+scores equal the folder's where Milvus's statistics cover the same sentences; Milvus keeps them
+per segment (IDF differs slightly once a collection spans several segments; BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..lexical import tokenize
 from . import MILVUS_TOKEN_ENV, ROW_INFO
 
 MANIFEST_KEY = "\x00qa-manifest"
-MILVUS_LITE_K1 = 1.5  # what Milvus Lite scores with, whatever the index parameters ask (measured)
+MILVUS_LITE_K1 = 1.5  # Milvus Lite's default, for a collection whose manifest does not say
 LEXICAL_POOL = 10  # the BM25 search returns this many times LEXICAL_K; others are scored on demand
 PAGE = 10_000  # rows per query page (Milvus caps offset + limit at 16384)
 META_FIELDS = ["id", "doc", "paragraph", "start", "end", "text", "source", "title", "key", "date", "url", "record",
@@ -86,7 +86,7 @@ class MilvusStore:
     def __init__(self, client, uri: str, name: str, manifest: dict) -> None:
         self.client, self.uri, self.name, self.manifest = client, uri, name, manifest
         self.root = f"{uri} collection {name}"  # for messages, as Index.root
-        self.k1 = MILVUS_LITE_K1 if uri.endswith(".db") else float(manifest.get("bm25", {}).get("k1", MILVUS_LITE_K1))
+        self.k1 = float(manifest.get("bm25", {}).get("k1", MILVUS_LITE_K1))
         self._meta: dict[int, dict] = {}  # metadata of recently fetched sentences
 
     @classmethod

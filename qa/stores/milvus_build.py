@@ -37,7 +37,7 @@ def _id(*parts) -> int:
     return int.from_bytes(h, "big") & ((1 << 63) - 1)
 
 
-def _create(client, name: str, dim: int) -> None:
+def _create(client, name: str, dim: int, lite: bool) -> None:
     from pymilvus import DataType, Function, FunctionType
 
     s = client.create_schema(auto_id=False)
@@ -56,7 +56,10 @@ def _create(client, name: str, dim: int) -> None:
         s.add_field(f, DataType.VARCHAR, max_length=FIELD_MAX)
     ip = client.prepare_index_params()
     ip.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
-    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": K1, "bm25_b": B})
+    # qa's BM25 parameters. Milvus Lite 3.2 reads them only nested under "params" (pymilvus sends
+    # them flat, which Lite ignores for its defaults k1 1.5, b 0.75); a server reads them flat.
+    bm25 = {"bm25_k1": K1, "bm25_b": B}
+    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"params": bm25} if lite else bm25)
     client.create_collection(name, schema=s, index_params=ip)
 
     p = client.create_schema(auto_id=False)
@@ -130,7 +133,7 @@ def build_milvus(uri: str, name: str, paths: list[Path] | None = None, model: Pa
         if not files:
             raise QAError(f"no articles found in {', '.join(r.name for r in roots)} (looked for {', '.join(sorted(SUPPORTED_SUFFIXES))})")
         if not exists:
-            _create(client, name, encoder.dim)
+            _create(client, name, encoder.dim, lite=uri.endswith(".db"))
         old = {d["key"]: d for d in read_documents(client, name, "", ["key", "source", "file_hash", "content_hash"])}
         old_files: dict[str, str] = {d["source"]: d["file_hash"] for d in old.values()}
         seen, fresh, hashes = set(), [], {}
