@@ -9,6 +9,7 @@ by it whatever order the batches finish in; progress ticks as batches stream bac
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -56,15 +57,18 @@ def embed_with_ray(texts: list[str], folder: Path, address: str = "", tick=None,
     started = not ray.is_initialized()
     if started:
         try:
+            quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
             if address:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=address, **quiet)
             else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=os.cpu_count(), **quiet)
         except Exception as e:  # ConnectionError, RuntimeError, ray's own
             raise QAError(f"cannot start or join the Ray cluster {address or '(local)'}: {str(e).splitlines()[0][:300]}") from None
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # qa shows its own progress
+        ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         n = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(texts)])
         ds = ds.map_batches(_Encode, fn_constructor_args=(str(folder),), batch_size=BATCH, concurrency=n, num_cpus=1,
