@@ -110,12 +110,16 @@ def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False, milvus
         from .distributed import ray_embedder
 
         embed = ray_embedder(ray)
-    with _RichProgress() as progress:
-        if milvus:
-            from .stores.milvus_build import build_milvus
+    try:
+        with _RichProgress() as progress:
+            if milvus:
+                from .stores.milvus_build import build_milvus
 
-            return build_milvus(milvus, collection, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
-        return build(index, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
+                return build_milvus(milvus, collection, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
+            return build(index, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
+    finally:
+        if embed is not None:
+            embed.close()  # a local Ray cluster started for this run stops with it
 
 
 def _exit_now() -> None:

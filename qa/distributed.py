@@ -33,14 +33,50 @@ class _Encode:
         return {"i": batch["i"], "vector": self.encoder.encode(list(batch["text"]))}
 
 
-def ray_embedder(address: str = "") -> Callable:
+class RayEmbedder:
     """embed(texts, folder, tick) -> (n, dim) float32 on the cluster at `address` ("" starts a
-    local one; "auto" joins the running one). A local cluster started here is shut down after."""
+    local one; "auto" joins the running one). Joins (or starts) once, at the first call;
+    close() shuts down a local cluster it started."""
 
-    def embed(texts: list[str], folder: Path, tick=None) -> np.ndarray:
-        return embed_with_ray(texts, folder, address, tick)
+    def __init__(self, address: str = "") -> None:
+        self.address, self.started = address, False
 
-    return embed
+    def __call__(self, texts: list[str], folder: Path, tick=None) -> np.ndarray:
+        if not texts:
+            return embed_with_ray(texts, folder, self.address, tick)
+        if not self.started:
+            self.started = _init(self.address)
+        return embed_with_ray(texts, folder, self.address, tick)
+
+    def close(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+
+
+def ray_embedder(address: str = "") -> RayEmbedder:
+    return RayEmbedder(address)
+
+
+def _init(address: str) -> bool:
+    """Join or start a cluster unless this process already has one; True when it did."""
+    try:
+        import ray
+    except ImportError:
+        raise QAError("--ray needs the scale extra: pip install 'qa[scale]'") from None
+    if ray.is_initialized():
+        return False
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=os.cpu_count(), **quiet)
+    except Exception as e:  # ConnectionError, RuntimeError, ray's own
+        raise QAError(f"cannot start or join the Ray cluster {address or '(local)'}: {str(e).splitlines()[0][:300]}") from None
+    return True
 
 
 def embed_with_ray(texts: list[str], folder: Path, address: str = "", tick=None, actors: int | None = None) -> np.ndarray:
@@ -54,16 +90,7 @@ def embed_with_ray(texts: list[str], folder: Path, address: str = "", tick=None,
     out = np.zeros((len(texts), dim), dtype=np.float32)
     if not texts:
         return out
-    started = not ray.is_initialized()
-    if started:
-        try:
-            quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-            if address:
-                ray.init(address=address, **quiet)
-            else:
-                ray.init(num_cpus=os.cpu_count(), **quiet)
-        except Exception as e:  # ConnectionError, RuntimeError, ray's own
-            raise QAError(f"cannot start or join the Ray cluster {address or '(local)'}: {str(e).splitlines()[0][:300]}") from None
+    started = _init(address)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # qa shows its own progress

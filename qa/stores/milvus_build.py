@@ -199,22 +199,39 @@ def _doc_row_update(client, name: str, key: str, new_hash: str) -> dict:
     return row
 
 
+GROUP_TEXTS = 20_000  # texts embedded, then written, at a time: the driver never holds every vector
+
+
 def _add(client, name, fresh, encoder, folder, progress, report, embed) -> None:
-    """Chunk, embed and write the new and changed documents."""
+    """Chunk the new and changed documents, then embed and write them a group at a time."""
     chunks = []
     tick = progress.task("Reading articles", len(fresh))
     for doc, h in fresh:
         sentences, passages = chunk(doc, encoder.count_tokens, encoder.token_budget)
         chunks.append((doc, h, sentences, passages))
         tick(1)
+    groups, size = [[]], 0
+    for c in chunks:
+        if size >= GROUP_TEXTS:
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += len(c[2]) + len(c[3])
+    embed_tick = progress.task("Embedding", sum(len(ss) + len(ps) for _, _, ss, ps in chunks))
+    write_tick = progress.task("Writing to Milvus", len(chunks))
+    for group in groups:
+        _write_group(client, name, group, encoder, folder, report, embed, embed_tick, write_tick)
+
+
+def _write_group(client, name, chunks, encoder, folder, report, embed, embed_tick, tick) -> None:
     texts = [s.text for _, _, ss, ps in chunks for s in ss] + [p.text for _, _, _, ps in chunks for p in ps]
     distinct = list(dict.fromkeys(texts))
-    tick = progress.task("Embedding", len(distinct))
     t0 = time.perf_counter()
-    vectors = embed(distinct, folder, tick) if embed else encoder.encode(distinct, progress=tick)
-    report.embed_seconds, report.embedded = time.perf_counter() - t0, len(distinct)
+    vectors = embed(distinct, folder, embed_tick) if embed else encoder.encode(distinct, progress=embed_tick)
+    embed_tick(len(texts) - len(distinct))
+    report.embed_seconds += time.perf_counter() - t0
+    report.embedded += len(distinct)
     vector_of = {t: i for i, t in enumerate(distinct)}
-    tick = progress.task("Writing to Milvus", len(chunks))
     for doc, h, sentences, passages in chunks:
         key_expr = f'key == "{_esc(doc.key)}"'
         client.delete(name, filter=key_expr)
