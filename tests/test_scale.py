@@ -81,6 +81,12 @@ def test_sources_and_date_filters(built):
     proc = run_qa("ask", "--json", "--since", "2020", "--milvus", uri, "Who led the talks in London?", cwd=corpus)
     assert proc.returncode == 0 and "no indexed article is dated" in proc.stderr
     assert json.loads(proc.stdout)["answered"] is False
+    # chat over the same store: a follow-up is read in the light of the first answer.
+    chat = run_qa("chat", "--json", "--milvus", uri, cwd=corpus, stdin="Who led the talks in London?\nWhat did they agree?\n")
+    assert chat.returncode == 0, chat.stderr
+    turns = json_lines(chat.stdout)
+    assert len(turns) == 2 and turns[0]["answered"] and turns[0]["sentences"][0]["source"] == SEED
+    assert "Bessent" in turns[0]["sentences"][0]["text"]
 
 
 def test_incremental_add_change_delete_and_dates(built, tmp_path):

@@ -102,7 +102,8 @@ class MilvusStore:
                 raise IndexUnusable(f"collection '{name}' at {uri} has no manifest (an interrupted first `qa index`?); run `qa index --milvus {uri} --collection {name}`")
             manifest = json.loads(rows[0]["info"])
             (count,) = client.query(name, filter="", output_fields=["count(*)"])
-            manifest.setdefault("counts", {})["sentences"] = int(count["count(*)"])
+            (docs,) = client.query(f"{name}_docs", filter=f'key != "{MANIFEST_KEY}"', output_fields=["count(*)"])
+            manifest["counts"] = {"sentences": int(count["count(*)"]), "documents": int(docs["count(*)"])}
         except QAError:
             client.close()
             raise
