@@ -128,6 +128,10 @@ def test_incremental_add_change_delete_and_dates(built, tmp_path):
         assert {r["source"] for r in rows} == listed
         assert not any("London" in r["text"] for r in rows)
         assert store.sentence_count == len(rows) == counted
+        # Milvus Lite opens a .db from one process at a time: a second one gets one clean line.
+        held = run_qa("sources", "--milvus", uri, cwd=corpus)
+        assert held.returncode == 1 and "Traceback" not in held.stderr
+        assert held.stderr.strip().splitlines()[-1].startswith("qa: error: cannot connect to Milvus")
     finally:
         store.close()
 

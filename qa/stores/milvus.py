@@ -24,6 +24,7 @@ per segment (IDF differs slightly once a collection spans several segments; BENC
 from __future__ import annotations
 
 import json
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -49,13 +50,18 @@ def connect(uri: str):
         from pymilvus import MilvusClient
     except ImportError:
         raise QAError("--milvus needs the scale extra: pip install 'qa[scale]'") from None
-    if uri.endswith(".db"):
+    # Both log failures with tracebacks on stderr; qa says what failed in its own one line.
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    lite = uri.endswith(".db")
+    if lite:
         Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     token = os.environ.get(MILVUS_TOKEN_ENV)
     try:
         return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
     except Exception as e:  # pymilvus raises its own types, grpc its own; the token is not in either message
-        raise QAError(f"cannot connect to Milvus at {uri} ({_short(e)})") from None
+        hint = "; Milvus Lite opens a .db from one process at a time: is another qa using it?" if lite else ""
+        raise QAError(f"cannot connect to Milvus at {uri} ({_short(e)}){hint}") from None
 
 
 def _short(e: Exception) -> str:
