@@ -169,3 +169,10 @@ def test_default_path_imports_no_scale_library(seed_index):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_unreachable_server_is_a_clean_error_without_the_token():
+    proc = run_qa("ask", "--milvus", "http://127.0.0.1:1", "Who led the talks?", QA_MILVUS_TOKEN="sekrit-token-123")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("qa: error: cannot connect to Milvus at http://127.0.0.1:1")
+    assert "sekrit" not in proc.stderr + proc.stdout
