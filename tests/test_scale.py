@@ -54,7 +54,7 @@ def _top1(proc: subprocess.CompletedProcess) -> list[tuple | None]:
     out = []
     for a in json_lines(proc.stdout):
         s = a["sentences"][0] if a["answered"] and a["sentences"] else None
-        out.append((s["source"], s["start"], s["end"]) if s else None)
+        out.append((s["source"], s["start"], s["end"], s["byte_start"], s["byte_end"], s["paragraph"], s["title"]) if s else None)
     return out
 
 
@@ -176,3 +176,21 @@ def test_unreachable_server_is_a_clean_error_without_the_token():
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("qa: error: cannot connect to Milvus at http://127.0.0.1:1")
     assert "sekrit" not in proc.stderr + proc.stdout
+
+
+def test_library_builds_and_asks_over_milvus(tmp_path):
+    from qa import Bot, build_index
+
+    uri = str(tmp_path / "lib.db")
+    report = build_index(paths=[str(REPO / "seeds")], milvus=uri, collection="lib")
+    assert (report.added, report.documents) == (1, 1) and report.sentences > 10
+    bot = Bot.open(milvus=uri, collection="lib")
+    try:
+        a = bot.ask("Who led the talks in London?")
+        assert a.answered and "Bessent" in a.sentences[0].text
+        c = a.sentences[0].citation
+        raw = (REPO / SEED).read_bytes()
+        assert raw[c.byte_start : c.byte_end].decode("utf-8") == a.sentences[0].text
+        assert bot.chat().ask("Who led the talks in London?").answered
+    finally:
+        bot.index.close()
