@@ -28,13 +28,31 @@ if TYPE_CHECKING:
     from .index import Index
 
 
-def build_index(index: str = "embeddings", paths: list[str] | None = None, model: str | None = None, rebuild: bool = False):
-    """Build or update the index folder `index` from files/folders `paths` (incremental)."""
+def build_index(index: str = "embeddings", paths: list[str] | None = None, model: str | None = None, rebuild: bool = False,
+                *, milvus: str | None = None, collection: str = "qa", ray: str | None = None):
+    """Build or update the index folder `index` from files/folders `paths` (incremental); with
+    `milvus` (a URI; a *.db file is Milvus Lite) the collection `collection` there instead.
+    `ray` (a cluster address, "" for a new local cluster) embeds with Ray Data (qa[scale])."""
     from pathlib import Path
 
     from .build import build
 
-    return build(Path(index), [Path(p) for p in paths] if paths else None, Path(model) if model else None, rebuild=rebuild)
+    p = [Path(x) for x in paths] if paths else None
+    m = Path(model) if model else None
+    embed = None
+    if ray is not None:
+        from .distributed import ray_embedder
+
+        embed = ray_embedder(ray)
+    try:
+        if milvus:
+            from .stores.milvus_build import build_milvus
+
+            return build_milvus(milvus, collection, p, m, rebuild=rebuild, embed=embed)
+        return build(Path(index), p, m, rebuild=rebuild, embed=embed)
+    finally:
+        if embed is not None:
+            embed.close()
 
 
 def __getattr__(name: str):

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .index import Index, StoredSentence
+from .index import StoredSentence
+from .stores import SentenceStore
 from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
@@ -83,15 +84,20 @@ class Answer:
 class Bot:
     """Answers questions from one index. `Bot.open("embeddings").ask("...")`."""
 
-    def __init__(self, index: Index, ranker: Ranker | None = None, model: Path | None = None) -> None:
+    def __init__(self, index: SentenceStore, ranker: Ranker | None = None, model: Path | None = None) -> None:
         self.index = index
         self.ranker = ranker or Ranker.default()
         self.model = model  # the --model asked for: a newer generation must have been built with it too
         self._blas = None
 
     @classmethod
-    def open(cls, index: str | Path = "embeddings", model: str | Path | None = None) -> "Bot":
-        idx = Index.open(Path(index))
+    def open(cls, index: str | Path = "embeddings", model: str | Path | None = None, *, milvus: str | None = None,
+             collection: str | None = None) -> "Bot":
+        """The folder index at `index`, or the Milvus collection `collection` at URI `milvus`
+        (a `*.db` file: Milvus Lite; `http(s)://host:19530`: a server; qa.stores.milvus)."""
+        from .stores import open_store
+
+        idx = open_store(index, milvus, collection)
         try:
             idx.check_model(Path(model) if model else None)
         except BaseException:
@@ -102,12 +108,9 @@ class Bot:
     def refresh(self) -> bool:
         """Switch to the live generation if `qa index` committed a newer one since this Bot opened
         its index (call it between questions). True when it switched."""
-        from . import store
-
-        live = store.current_generation(self.index.root)
-        if live is None or live.name == self.index.folder.name:
+        new = self.index.newer()
+        if new is None:
             return False
-        new = Index.open(self.index.root)
         try:
             new.check_model(self.model)
         except BaseException:
@@ -168,8 +171,7 @@ class Bot:
         """`reading` is the question as understood (a follow-up's standalone reading); `vec` the
         embedding of its search text (recency.search_text: without words that only ask for the
         latest, which the recency rules read from `reading` instead)."""
-        allowed = self.index.documents_dated(dates) if dates else None
-        cands = candidates(self.index, vec, search_text(reading), allowed)
+        cands = candidates(self.index, vec, search_text(reading), dates)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
@@ -214,7 +216,7 @@ def _citation(s: StoredSentence) -> Citation:
     return Citation(s.source, s.title, s.start, s.end, s.paragraph, s.doc, s.date, s.url, s.record, row=s.row)
 
 
-def _add_byte_spans(index: Index, sentences: list[AnswerSentence]) -> None:
+def _add_byte_spans(index: SentenceStore, sentences: list[AnswerSentence]) -> None:
     """Fill in byte offsets of every citation of an answer, in one query."""
     citations = [c for s in sentences for c in (s.citation, *s.also)]
     spans = index.byte_spans([c.row for c in citations])

@@ -59,8 +59,10 @@ def build(
     rebuild: bool = False,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    embed: Callable | None = None,
 ) -> IndexReport:
-    """Index `paths` (plus the folders indexed before) into the index folder `root`."""
+    """Index `paths` (plus the folders indexed before) into the index folder `root`.
+    `embed(texts, export_folder, tick)`, when given, embeds instead of this process (qa.distributed)."""
     t0 = time.perf_counter()
     progress = progress or _Silent()
     report = IndexReport()
@@ -76,14 +78,14 @@ def build(
     try:
         with store.write_lock(root):
             locked = True
-            return _build_locked(root, paths, model, rebuild, progress, report, _warn, t0)
+            return _build_locked(root, paths, model, rebuild, progress, report, _warn, t0, embed)
     except BaseException:
         if locked and not (root / store.CURRENT).exists():
             _remove_new_entries(root, before)  # a failed first index leaves nothing behind
         raise
 
 
-def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0) -> IndexReport:
+def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0, embed=None) -> IndexReport:
     live = live_manifest(root)
     old = None
     if not rebuild and store.current_generation(root) is not None:  # a damaged CURRENT raises here
@@ -92,13 +94,13 @@ def _build_locked(root, paths, model, rebuild, progress, report, _warn, t0) -> I
         else:
             old = Index.open(root)  # every part opened and checked, as `qa ask` does
     try:
-        return _update(root, old, live, paths, model, progress, report, _warn, t0)
+        return _update(root, old, live, paths, model, progress, report, _warn, t0, embed)
     finally:
         if old is not None:
             old.close()
 
 
-def _update(root, old, live, paths, model, progress, report, _warn, t0) -> IndexReport:
+def _update(root, old, live, paths, model, progress, report, _warn, t0, embed=None) -> IndexReport:
     roots = resolve_roots(remembered(root, live), paths, _warn)
     for r in roots:
         if not r.path.exists():
@@ -156,7 +158,7 @@ def _update(root, old, live, paths, model, progress, report, _warn, t0) -> Index
     encoder = _encoder(root, old, model_dir)
     tmp = store.new_generation_dir(root)
     try:
-        manifest = _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report)
+        manifest = _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report, embed)
         if old is not None:
             old.close()  # our own reader lock would keep the old generation alive
         gen = store.commit_generation(root, tmp)
@@ -262,7 +264,7 @@ def _old_state(old: Index | None) -> tuple[dict[str, tuple[str, list[str]]], dic
     return files, docs
 
 
-def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report) -> dict:
+def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report, embed=None) -> dict:
     """Write the next generation into `tmp`: old rows copied in SQL and numpy (no Python loop over
     them), new documents chunked, embedded and appended. Returns its manifest."""
     counters = dict(old.manifest["next_ids"]) if old else {"document": 1, "sentence": 1, "passage": 1}
@@ -279,7 +281,7 @@ def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progre
     distinct = list(dict.fromkeys(texts))  # embed each distinct text once
     tick = progress.task("Embedding", len(distinct))
     t0 = time.perf_counter()
-    vectors = encoder.encode(distinct, progress=tick)
+    vectors = embed(distinct, encoder.folder, tick) if embed else encoder.encode(distinct, progress=tick)
     report.embed_seconds = time.perf_counter() - t0
     report.embedded = len(distinct)
     vector_of = {t: i for i, t in enumerate(distinct)}

@@ -25,6 +25,10 @@ CorpusOpt = typer.Option(None, "--corpus", "-c", envvar=CORPUS_ENV, help="Articl
 SinceOpt = typer.Option(None, "--since", help="Only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
 UntilOpt = typer.Option(None, "--until", help="Only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
 ModelOpt = typer.Option(None, "--model", envvar=MODEL_ENV, help="sentence-transformers model folder [default: bundled all-MiniLM-L6-v2]")
+# Beyond one machine (qa.stores.milvus): the token comes from $QA_MILVUS_TOKEN only, never an option.
+MilvusOpt = typer.Option(None, "--milvus", envvar="QA_MILVUS", help="Use a Milvus collection instead of the index folder: "
+                         "a *.db file (Milvus Lite) or http(s)://host:19530 [needs qa[scale]]")
+CollectionOpt = typer.Option("qa", "--collection", help="Milvus collection name (with --milvus)")
 
 
 def _index_path(index: Optional[Path]) -> Path:
@@ -95,13 +99,27 @@ def _progress_lines(description: str, total: int):
     return tick
 
 
-def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False):
+def _build(index: Path, paths, model, rebuild: bool, quiet: bool = False, milvus: str | None = None,
+           collection: str = "qa", ray: str | None = None):
     from .build import build
 
     if not quiet:
-        print(f"qa: indexing into {index} ...", file=sys.stderr)
-    with _RichProgress() as progress:
-        return build(index, paths, model, rebuild=rebuild, progress=progress, warn=_warn)
+        print(f"qa: indexing into {milvus or index} ...", file=sys.stderr)
+    embed = None
+    if ray is not None:
+        from .distributed import ray_embedder
+
+        embed = ray_embedder(ray)
+    try:
+        with _RichProgress() as progress:
+            if milvus:
+                from .stores.milvus_build import build_milvus
+
+                return build_milvus(milvus, collection, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
+            return build(index, paths, model, rebuild=rebuild, progress=progress, warn=_warn, embed=embed)
+    finally:
+        if embed is not None:
+            embed.close()  # a local Ray cluster started for this run stops with it
 
 
 def _exit_now() -> None:
@@ -119,10 +137,15 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Path]):
-    """Open the index, building it from the corpus first when there is none."""
+def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Path], milvus: str | None = None,
+              collection: str = "qa"):
+    """Open the index, building it from the corpus first when there is none (a Milvus collection
+    is opened as it is: `qa index --milvus` builds it)."""
     from . import store
     from .answer import Bot
+
+    if milvus:
+        return Bot.open(model=model, milvus=milvus, collection=collection)
 
     root = _index_path(index)
     store.check_index_folder(root)  # never build an index among a user's articles
@@ -143,7 +166,7 @@ def _open_bot(index: Optional[Path], corpus: Optional[Path], model: Optional[Pat
 
 def _check_dates(bot, dates) -> None:
     """Warn when a date range leaves no article at all (undated ones never count)."""
-    if dates and not bot.index.documents_dated(dates).any():
+    if dates and not bot.index.any_dated(dates):
         _warn(f"no indexed article is dated {dates} (`qa sources` lists the dates; undated articles are left out by --since/--until)")
 
 
@@ -157,6 +180,8 @@ def ask(
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
+    milvus: Optional[str] = MilvusOpt,
+    collection: str = CollectionOpt,
 ) -> None:
     """Answer one question (or many, with -) from the indexed articles."""
     from .questions import check_line
@@ -171,7 +196,7 @@ def ask(
             raise UsageError(f"the question is empty; {EMPTY_HINT}")
         if single.warning:
             _warn(single.warning.removeprefix("question 1: "))
-    bot = _open_bot(index, corpus, model)
+    bot = _open_bot(index, corpus, model, milvus, collection)
     _check_dates(bot, dates)
     from .render import console, json_line, print_answer, write_answer
 
@@ -227,13 +252,15 @@ def chat(
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
+    milvus: Optional[str] = MilvusOpt,
+    collection: str = CollectionOpt,
 ) -> None:
     """Talk to the articles: follow-up questions use the conversation. :help lists commands."""
     from .recency import DateRange
     from .repl import run
 
     dates = DateRange.parse(since, until)
-    bot = _open_bot(index, corpus, model)
+    bot = _open_bot(index, corpus, model, milvus, collection)
     _check_dates(bot, dates)
     run(bot, top=top, json_out=json_out, dates=dates)
 
@@ -245,6 +272,12 @@ def index_cmd(
     model: Optional[Path] = ModelOpt,
     rebuild: bool = typer.Option(False, "--rebuild", help="Start from scratch (the old index stays live until the new one is complete)"),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    milvus: Optional[str] = MilvusOpt,
+    collection: str = CollectionOpt,
+    ray: bool = typer.Option(False, "--ray", help="Embed with Ray Data, one encoder per actor (a local cluster "
+                             "unless --ray-address) [needs qa[scale]]"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                              help="Ray cluster to join: host:port, or 'auto' (the running one)"),
 ) -> None:
     """Build or update the index. Only new and changed articles are embedded."""
     from dataclasses import asdict
@@ -252,7 +285,10 @@ def index_cmd(
     from .render import counted, json_line
 
     root = _index_path(index)
-    report = _build(root, paths or None, model, rebuild=rebuild, quiet=True)
+    report = _build(root, paths or None, model, rebuild=rebuild, quiet=True, milvus=milvus, collection=collection,
+                    ray=(ray_address or "") if ray else None)
+    if milvus:
+        root = f"collection '{collection}' at {milvus}"
     if json_out:
         print(json_line(asdict(report)))
         return
@@ -271,12 +307,14 @@ def index_cmd(
 def sources(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per article (JSON Lines)"),
     index: Optional[Path] = IndexOpt,
+    milvus: Optional[str] = MilvusOpt,
+    collection: str = CollectionOpt,
 ) -> None:
     """List the indexed articles: date, title, source, url and sentence count, newest first."""
-    from .index import Index
     from .render import counted, json_line, place
+    from .stores import open_store
 
-    articles = Index.open(_index_path(index)).articles()
+    articles = open_store(_index_path(index), milvus, collection).articles()
     for a in articles:
         if json_out:
             print(json_line(a.to_dict()))

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import store
 from .errors import IndexUnusable, QAError
+from .stores.folder import FolderSearch, _headlines  # noqa: F401  (_headlines: imported by tests)
 
 FORMAT_VERSION = 3
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"
@@ -91,7 +92,7 @@ class Article:
                 "sentences": self.sentences}
 
 
-class Index:
+class Index(FolderSearch):
     """Read side of one generation, every part opened by `Index.open`; close() lets it go."""
 
     def __init__(self, root: Path, folder: Path, manifest: dict, lock=None) -> None:

@@ -21,12 +21,13 @@ import numpy as np
 from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
-from .index import Index, StoredSentence
-from .lexical import SparseScores, query_terms, tokenize
+from .index import StoredSentence, _headlines  # noqa: F401  (_headlines: moved to the folder store, imported by tests)
+from .lexical import query_terms, tokenize
+from .recency import DateRange
+from .stores import SentenceStore
 
 DENSE_K = 40  # nearest sentences by embedding
 LEXICAL_K = 40  # best BM25 sentences
-MAX_WIDEN = 50  # a date filter searches at most this many times deeper for dense candidates
 BM25_SATURATION = 5.0  # the bm25 feature is b / (b + this): comparable across collections
 
 FEATURES = (
@@ -116,22 +117,6 @@ def _coverage(matches: np.ndarray, n_terms: int) -> np.ndarray:
     return matches.astype(np.float32) / n_terms if n_terms else np.zeros(len(matches), np.float32)
 
 
-def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Which rows are a text file's one-sentence headline line (paragraph 0) above a body.
-
-    A headline counts through the title feature but is not cited as an answer: the body states
-    the same fact with its details, and a bare label ("Super Bowl 50") was the top answer to
-    1.8 % of tune questions, always wrongly (R@1 +0.5 points). A first line that is a whole
-    paragraph of several sentences, or a file with nothing below its first line, stays citable.
-    """
-    n = len(info)
-    doc, para = info["doc"], info["paragraph"]
-    nxt, prv = np.minimum(rows + 1, n - 1), np.maximum(rows - 1, 0)
-    first = (rows == 0) | (doc[prv] != doc[rows])
-    body_follows = (rows + 1 < n) & (doc[nxt] == doc[rows]) & (para[nxt] > 0)
-    return (para[rows] == 0) & first & body_follows
-
-
 def _union(*row_lists: np.ndarray) -> np.ndarray:
     """Distinct non-negative rows, in order of first appearance."""
     rows = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in row_lists])
@@ -140,49 +125,43 @@ def _union(*row_lists: np.ndarray) -> np.ndarray:
     return rows[np.sort(first)]
 
 
-def candidates(index: Index, query_vec: np.ndarray, query_text: str, allowed_docs: np.ndarray | None = None) -> Candidates:
-    """Retrieve candidates for one question and compute their features.
+def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dates: DateRange | None = None) -> Candidates:
+    """Retrieve candidates for one question from a store (qa.stores) and compute their features.
 
-    `allowed_docs` (a boolean per document id, e.g. from a date range) restricts the answer to
-    those documents: the dense search then looks wider, in proportion to what the filter leaves out.
+    `dates` (a recency.DateRange) restricts the answer to documents published in that range.
     """
-    info = index.rows
-    widen = 1
-    if allowed_docs is not None:
-        share = allowed_docs[info["doc"]].mean() if len(info) else 1.0
-        widen = int(min(MAX_WIDEN, np.ceil(1.0 / max(share, 1e-9))))
-    drows = index.search_sentences(query_vec[None, :], DENSE_K * widen)[0][0]
-    # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
-    bm, matches, n_terms = index.bm25.sparse_scores_and_matches(query_terms(query_text))
-    if allowed_docs is not None:
-        drows = drows[drows >= 0]
-        drows = drows[allowed_docs[info["doc"][drows]]][:DENSE_K]
-        bm = SparseScores(bm.rows, np.where(allowed_docs[info["doc"][bm.rows]], bm.values, 0).astype(bm.values.dtype), bm.size)
-    rows = _union(drows, bm.top(LEXICAL_K))
-    rows = rows[~_headlines(info, rows)]
-    n_total = len(info)
-    docs = info["doc"][rows]
+    drows = index.nearest(query_vec, DENSE_K, dates or None)
+    lex = index.lexical(query_terms(query_text), LEXICAL_K, dates or None)
+    rows = _union(drows, lex.top)
+    info = index.row_info(rows)
+    keep = ~info["headline"]
+    rows, info = rows[keep], info[keep]
+    docs = info["doc"]
 
     # Neighbours in the same document, and the passages holding each sentence.
-    prev_rows = np.where((rows > 0) & (info["doc"][np.maximum(rows - 1, 0)] == docs), rows - 1, -1)
-    next_rows = np.where((rows + 1 < n_total) & (info["doc"][np.minimum(rows + 1, n_total - 1)] == docs), rows + 1, -1)
+    prev_rows, next_rows = info["prev"], info["next"]
     need = _union(rows, prev_rows, next_rows)
     pos = {int(r): i for i, r in enumerate(need)}
     sims = index.sentence_vectors_at(need) @ query_vec
     dense = sims[[pos[int(r)] for r in rows]]
     neighbor = np.array([max(sims[pos[int(p)]] if p >= 0 else 0.0, sims[pos[int(n)]] if n >= 0 else 0.0)
                          for p, n in zip(prev_rows, next_rows)], dtype=np.float32)
-    prow = np.stack([info["passage0"][rows], info["passage1"][rows]], axis=1)
+    prow = np.stack([info["passage0"], info["passage1"]], axis=1)
     uniq = _union(prow.ravel())
     pcos = dict(zip(uniq.tolist(), (index.passage_vectors_at(uniq) @ query_vec).tolist()))
     passage = np.array([max(pcos.get(int(a), 0.0), pcos.get(int(b), 0.0)) for a, b in prow], dtype=np.float32)
 
-    b = bm[rows]
-    nb = np.maximum(np.where(prev_rows >= 0, bm[np.maximum(prev_rows, 0)], 0), np.where(next_rows >= 0, bm[np.maximum(next_rows, 0)], 0))
+    # One lookup for the candidates and both neighbours (a round trip each, for a remote store).
+    around = lex.scores(np.concatenate([rows, np.maximum(prev_rows, 0), np.maximum(next_rows, 0)]))
+    n = len(rows)
+    b = around[:n]
+    nb = np.maximum(np.where(prev_rows >= 0, around[n : 2 * n], 0), np.where(next_rows >= 0, around[2 * n :], 0))
     meta = index.sentences_at(rows)
-    paragraphs = (docs.astype(np.int64) << 32) | info["paragraph"][rows].astype(np.int64)
-    X = feature_matrix(query_text, dense, passage, neighbor, b, nb, float(bm.max()) if bm.size else 0.0,
-                       _coverage(matches[rows], n_terms), docs, paragraphs, [m.text for m in meta], [m.title for m in meta])
+    texts = [m.text for m in meta]
+    # Paragraph groups (document ids of a remote store are 63-bit hashes: no room to pack the paragraph in).
+    paragraphs = np.unique(docs, return_inverse=True)[1].astype(np.int64) << 32 | info["paragraph"]
+    X = feature_matrix(query_text, dense, passage, neighbor, b, nb, lex.best,
+                       lex.coverage(rows, texts), docs, paragraphs, texts, [m.title for m in meta])
     return Candidates(rows, X, meta, docs)
 
 

@@ -1,0 +1,106 @@
+"""The folder index's side of the SentenceStore protocol (qa.stores): how retrieval's questions
+become searches of one immutable generation. `qa.index.Index` inherits it; rows are the ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..store import current_generation
+
+MAX_WIDEN = 50  # a date filter searches at most this many times deeper for dense candidates
+
+
+@dataclass
+class FolderLexical:
+    """BM25 hits of one question from the folder's sparse scores (qa.stores.LexicalHits)."""
+
+    bm: object  # lexical.SparseScores
+    matches: object  # lexical.SparseScores: distinct query terms per row
+    n_terms: int
+    top: np.ndarray
+
+    @property
+    def best(self) -> float:
+        return self.bm.max()
+
+    def scores(self, ids) -> np.ndarray:
+        return self.bm[ids]
+
+    def coverage(self, ids, texts=None) -> np.ndarray:
+        """From the postings already read: no candidate text is tokenised."""
+        m = self.matches[ids]
+        return m.astype(np.float32) / self.n_terms if self.n_terms else np.zeros(len(m), np.float32)
+
+
+def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Which rows are a text file's one-sentence headline line (paragraph 0) above a body.
+
+    A headline counts through the title feature but is not cited as an answer: the body states
+    the same fact with its details, and a bare label ("Super Bowl 50") was the top answer to
+    1.8 % of tune questions, always wrongly (R@1 +0.5 points). A first line that is a whole
+    paragraph of several sentences, or a file with nothing below its first line, stays citable.
+    """
+    n = len(info)
+    doc, para = info["doc"], info["paragraph"]
+    nxt, prv = np.minimum(rows + 1, n - 1), np.maximum(rows - 1, 0)
+    first = (rows == 0) | (doc[prv] != doc[rows])
+    body_follows = (rows + 1 < n) & (doc[nxt] == doc[rows]) & (para[nxt] > 0)
+    return (para[rows] == 0) & first & body_follows
+
+
+class FolderSearch:
+    """Mixed into qa.index.Index, which provides rows, bm25, search_sentences, documents_dated."""
+
+    def nearest(self, query_vec: np.ndarray, k: int, dates=None) -> np.ndarray:
+        """Rows of the k nearest sentences (fewer, or -1 padding, in a small index). With `dates`
+        (a recency.DateRange) only rows of documents in range: the search then looks wider, in
+        proportion to what the filter leaves out."""
+        if not dates:
+            return self.search_sentences(query_vec[None, :], k)[0][0]
+        allowed, info = self._dated(dates), self.rows
+        share = allowed[info["doc"]].mean() if len(info) else 1.0
+        widen = int(min(MAX_WIDEN, np.ceil(1.0 / max(share, 1e-9))))
+        rows = self.search_sentences(query_vec[None, :], k * widen)[0][0]
+        rows = rows[rows >= 0]
+        return rows[allowed[info["doc"][rows]]][:k]
+
+    def lexical(self, terms: list[str], k: int, dates=None) -> "FolderLexical":
+        # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
+        bm, matches, n_terms = self.bm25.sparse_scores_and_matches(terms)
+        if dates:
+            from ..lexical import SparseScores
+
+            allowed = self._dated(dates)[self.rows["doc"][bm.rows]]
+            bm = SparseScores(bm.rows, np.where(allowed, bm.values, 0).astype(bm.values.dtype), bm.size)
+        return FolderLexical(bm, matches, n_terms, bm.top(k))
+
+    def row_info(self, rows) -> np.ndarray:
+        from . import ROW_INFO
+
+        rows = np.asarray(rows, dtype=np.int64)
+        info, n = self.rows, self.sentence_count
+        out = np.zeros(len(rows), dtype=ROW_INFO)
+        docs = out["doc"] = info["doc"][rows]
+        out["paragraph"], out["passage0"], out["passage1"] = info["paragraph"][rows], info["passage0"][rows], info["passage1"][rows]
+        out["prev"] = np.where((rows > 0) & (info["doc"][np.maximum(rows - 1, 0)] == docs), rows - 1, -1)
+        out["next"] = np.where((rows + 1 < n) & (info["doc"][np.minimum(rows + 1, n - 1)] == docs), rows + 1, -1)
+        out["headline"] = _headlines(info, rows)
+        return out
+
+    def any_dated(self, dates) -> bool:
+        return bool(self.documents_dated(dates).any())
+
+    def newer(self):
+        live = current_generation(self.root)
+        if live is None or live.name == self.folder.name:
+            return None
+        return type(self).open(self.root)
+
+    def _dated(self, dates) -> np.ndarray:
+        """documents_dated, remembered for the last range (asked twice per question)."""
+        last = self.__dict__.get("_last_dated")
+        if last is None or last[0] != dates:
+            last = self._last_dated = (dates, self.documents_dated(dates))
+        return last[1]
