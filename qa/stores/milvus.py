@@ -229,13 +229,15 @@ class MilvusStore:
                                                 "file_hash", "content_hash")) -> list[dict]:
         return read_documents(self.client, self.name, expr, list(fields))
 
-    def articles(self) -> list[Article]:
+    def articles(self, offset: int = 0, limit: int | None = None) -> list[Article]:
+        """As the folder's: newest first (undated last), then by source; a page when `limit` is given."""
         docs = self.documents()
         docs.sort(key=lambda d: (d["source"], d["key"]))
         docs.sort(key=lambda d: d["date"] or "", reverse=True)
         docs.sort(key=lambda d: not d["date"])
-        return [Article(d["source"], d["title"], d["date"] or None, d["url"] or None, int(d["sentences"]), d["record"] or None)
-                for d in docs]
+        docs = docs[offset:] if limit is None else docs[offset : offset + limit]
+        return [Article(d["source"], d["title"], d["date"] or None, d["url"] or None, int(d["sentences"]), d["record"] or None,
+                        int(d["doc"])) for d in docs]
 
     def any_dated(self, dates) -> bool:
         return bool(self.documents(date_filter(dates) or "", fields=("key",)))
