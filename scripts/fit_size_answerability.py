@@ -84,16 +84,21 @@ def main() -> None:
         half_own = article_of[: len(own)] % 2
         half_foreign = (np.arange(len(foreign)) >= len(foreign) // 2).astype(int)
         data[size] = {"own": own, "foreign": foreign, "half_own": half_own, "half_foreign": half_foreign}
+    train_own = stage_groups(args.work, "490", "train_own")
     report = {}
     for kind in ("shipped", "refit", "no_docs", "doc_share"):
         feats = {s: {k: features(v[k], w, b, "shipped" if kind == "refit" else kind) for k in ("own", "foreign")} for s, v in data.items()}
         res = {}
         if kind == "shipped":
             aw, ab, t = np.asarray(ranker["answerability_weights"]), ranker["answerability_bias"], ranker["threshold"]
+            if train_own is not None:
+                ft = np.nan_to_num(features(train_own, w, b, kind), nan=-1e9)
+                res["490 train own"] = (float((sigmoid(ft @ aw + ab) >= t).mean()), float("nan"))
             for s, f in feats.items():
                 po, pf = sigmoid(np.nan_to_num(f["own"], nan=-1e9) @ aw + ab), sigmoid(np.nan_to_num(f["foreign"], nan=-1e9) @ aw + ab)
                 res[s] = (float((po >= t).mean()), float((pf < t).mean()))
         else:
+            models: list = []
             scored = {s: {"own": np.zeros(len(f["own"])), "foreign": np.zeros(len(f["foreign"]))} for s, f in feats.items()}
             for held in (0, 1):
                 fit_on = [s for s in fit_sizes if s in feats]
@@ -101,15 +106,20 @@ def main() -> None:
                 for_fit = np.vstack([feats[s]["foreign"][data[s]["half_foreign"] != held] for s in fit_on])
                 own_fit, for_fit = own_fit[~np.isnan(own_fit).any(1)], for_fit[~np.isnan(for_fit).any(1)]
                 aw, ab = fit_logistic(own_fit, for_fit)
+                models.append((aw, ab, None))
                 # the threshold: 97.5 % of the fitting half's own questions, each fit size weighted alike
                 t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"][data[s]["half_own"] != held], nan=-1e9) @ aw + ab),
                                                  1 - OWN_ANSWERED) for s in fit_on]))
+                models[-1] = (aw, ab, t)
                 for s, f in feats.items():
                     for k, half in (("own", data[s]["half_own"]), ("foreign", data[s]["half_foreign"])):
                         sel = half == held
                         scored[s][k][sel] = sigmoid(np.nan_to_num(f[k][sel], nan=-1e9) @ aw + ab) - t  # >= 0: answer
             for s in feats:
                 res[s] = (float((scored[s]["own"] >= 0).mean()), float((scored[s]["foreign"] < 0).mean()))
+            if train_own is not None:  # never fitted on: each fold's model, averaged
+                ft = np.nan_to_num(features(train_own, w, b, "shipped" if kind == "refit" else kind), nan=-1e9)
+                res["490 train own"] = (float(np.mean([(sigmoid(ft @ m[0] + m[1]) >= m[2]).mean() for m in models])), float("nan"))
         report[kind] = res
         print(kind, " ".join(f"{s}: own {a:.1%} foreign {f:.1%}" for s, (a, f) in res.items()), flush=True)
     print(json.dumps(report))

@@ -76,6 +76,9 @@ def table(work: Path, ranker: dict) -> list[dict]:
                "own_answered": float((po >= t).mean()), "foreign_declined": float((pf < t).mean()),
                "auroc": auroc(list(po), list(pf)), "R@1": float((right & (po >= t)).mean()),
                "own_p_median": float(np.median(po)), "foreign_p_median": float(np.median(pf))}
+        # a size-aware threshold: the one that answers 97.5 % of own questions at this size
+        row["threshold_97.5"] = float(np.quantile(po, 0.025))
+        row["foreign_declined_there"] = float((pf < row["threshold_97.5"]).mean())
         extra = stage_groups(work, size, "train_own")
         if extra is not None:
             fe, re_ = question_evidence(extra, w, b)
@@ -92,11 +95,11 @@ def main() -> None:
     ap.add_argument("--ranker", type=Path, default=ROOT / "qa/ranker.json")
     args = ap.parse_args()
     rows = table(args.work, json.loads(args.ranker.read_text()))
-    print("| articles | sentences | own questions | own answered | foreign declined | AUROC | R@1 (own, declined = wrong) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| articles | sentences | own questions | own answered | foreign declined | AUROC | R@1 (own, declined = wrong) | threshold for 97.5 % own | foreign declined there |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['sentences']} | {r['own']} | {r['own_answered']:.1%} | {r['foreign_declined']:.1%} | "
-              f"{r['auroc']:.3f} | {r['R@1']:.3f} |")
+              f"{r['auroc']:.3f} | {r['R@1']:.3f} | {r['threshold_97.5']:.3f} | {r['foreign_declined_there']:.1%} |")
     print(json.dumps(rows, indent=1))
 
 
