@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--products", action="store_true", help="add the 190 pairwise products of the features (L2 0.3)")
+    ap.add_argument("--curve", action="store_true",
+                    help="data-size curve: fit on 1,500 / 3,000 / 6,000 / 6,000 + train_more.npz (scripts/train_more.py), score tune")
     args = ap.parse_args()
     shipped = json.loads((ROOT / "qa/ranker.json").read_text())
     ws, bs = np.asarray(shipped["weights"]), shipped["bias"]
@@ -66,6 +68,13 @@ def main() -> None:
     l2 = 0.3 if args.products else 1.0
     questions = [(expand(X), y, d) for X, y, d in questions]
     half = np.arange(len(questions)) >= len(questions) // 2
+    if args.curve:
+        more = [(expand(X), y, d) for X, y, d, _ in stage_groups(args.work, "490", "train_more")]
+        tunes = {size: [(expand(X), y, d) for X, y, d, _ in stage_groups(args.work, size, "own")] for size in ("24", "48", "490")}
+        for name, data in (("1500", questions[::4]), ("3000", questions[::2]), ("6000", questions), (f"{6000 + len(more)}", questions + more)):
+            w, b = fit(data, l2)
+            print(name, {size: recall(g, w, b) for size, g in tunes.items()}, flush=True)
+        return
     cv = {"shipped": recall([g[:3] for g in train], ws, bs)}
     parts = []
     for h in (False, True):
