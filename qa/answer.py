@@ -13,6 +13,7 @@ from .stores import SentenceStore
 from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
+from .slots import demote_conflicts
 
 if TYPE_CHECKING:
     from .chat import Conversation
@@ -175,8 +176,13 @@ class Bot:
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
+        demoted = np.zeros(len(scores), bool)
+        if self.ranker.slot_demotion != 1.0:
+            scores, demoted = demote_conflicts(query, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
         best = self.ranker.answerability(cands.features, scores, cands.docs)
+        if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
+            best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]

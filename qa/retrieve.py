@@ -74,6 +74,9 @@ class Ranker:
     answerability_bias: float
     threshold: float  # answer only when answerability reaches this
     floor: float  # the terminal does not show secondary sentences with a lower probability
+    # A sentence whose key slot conflicts with the question's (another year, quarter or numbered
+    # name, qa/slots.py) has its probability multiplied by this (1: off); chosen on tune (issue 14).
+    slot_demotion: float = 1.0
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
 

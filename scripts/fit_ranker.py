@@ -46,6 +46,7 @@ from qa.retrieve import ANSWERABILITY_FEATURES, FEATURES, answerability_features
 L2 = 1.0  # penalty of the listwise fit (tune CV R@1 within 0.2 points for 0.1 .. 1)
 OWN_ANSWERED = 0.975  # share of own questions the threshold must still answer
 FLOOR = 0.01  # secondary sentences below this probability are not shown (the first always is)
+SLOT_DEMOTION = 0.1  # qa/slots.py's rule (issue 14): set, not fitted; kept by every refit
 
 
 def collect(index: Index, questions, cache: Path | None = None):
@@ -238,6 +239,7 @@ def main() -> None:
         "answerability_bias": round(ab, 6),
         "threshold": round(threshold, 6),
         "floor": FLOOR,
+        "slot_demotion": SLOT_DEMOTION,
         "fitted": {
             "data": "SQuAD v1.1 dev, tune split (data[0::2]), answerable questions",
             "questions": len(groups),

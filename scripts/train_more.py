@@ -1,0 +1,41 @@
+"""Issue 14: more train questions asked of the 470-article collection of scripts/size_abstention.py
+(for a data-size curve of the ranker fit): N questions of indexed train articles not in its
+6,000-question sample, saved as size490/train_more.npz in the same layout.
+
+    python scripts/train_more.py [--work /tmp/q14] [--n 15000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from size_abstention import RESERVED, TRAIN, TRAIN_OWN_N, collect, every  # noqa: E402
+from qa.eval import load_json, write_articles  # noqa: E402
+from qa.index import Index  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
+    ap.add_argument("--n", type=int, default=15000)
+    args = ap.parse_args()
+    w = args.work
+    train = load_json(TRAIN)["data"]
+    reserved = set(range(len(train))[RESERVED])
+    indexed = [a for i, a in enumerate(train) if i not in reserved]
+    # the same files (same names and offsets) as size_abstention.py wrote and indexed
+    qs = [q for q in write_articles(indexed[:100], w / "train_a") + write_articles(indexed[100:], w / "train_b") if q.spans]
+    used = {q.qid for q in every(qs, TRAIN_OWN_N)}
+    rest = every([q for q in qs if q.qid not in used], args.n)
+    collect(Index.open(w / "big"), rest, w / "size490" / "train_more.npz")
+    print(f"asked {len(rest)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
