@@ -178,7 +178,7 @@ class Bot:
         scores = self.ranker.score(cands.features)
         demoted = np.zeros(len(scores), bool)
         if self.ranker.slot_demotion != 1.0:
-            scores, demoted = demote_conflicts(query, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
+            scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
         best = self.ranker.answerability(cands.features, scores, cands.docs)
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
