@@ -10,7 +10,7 @@ import numpy as np
 
 from .index import StoredSentence
 from .stores import SentenceStore
-from .questions import MAX_QUESTION_CHARS, clean_question  # noqa: F401  (part of this module's API)
+from .questions import clean_question
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
 from .slots import demote_conflicts

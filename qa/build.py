@@ -25,7 +25,7 @@ from .errors import IndexUnusable, QAError
 from .index import FORMAT_VERSION, REBUILD_HINT, SCHEMA, Index
 from .lexical import TERMS_VERSION, Bm25
 from .roots import find_sources, live_manifest, remembered, resolve_roots
-from .ingest import SUPPORTED_SUFFIXES, Document, file_hash, parse
+from .ingest import SUPPORTED_SUFFIXES, Document, read_changed
 
 
 class Progress(Protocol):
@@ -118,19 +118,14 @@ def _update(root, old, live, paths, model, progress, report, _warn, t0, embed=No
     fresh: list[Document] = []
     seen_keys: set[str] = set()
     file_hashes: dict[str, str] = {}
-    for f in files:
-        try:
-            data = f.read_bytes()
-        except OSError as e:
-            _warn(f"skipped {f.source}: {e.strerror or e}")
-            continue
-        h = file_hashes[f.source] = file_hash(data)
-        if old_files.get(f.source, (None,))[0] == h:
+    for f, h, docs in read_changed(files, lambda source: old_files.get(source, (None,))[0], _warn):
+        file_hashes[f.source] = h
+        if docs is None:  # the file's bytes are unchanged
             for key in old_files[f.source][1]:
                 kept.append(old_docs[key][0])
                 seen_keys.add(key)
             continue
-        for doc in parse(f, data, _warn):
+        for doc in docs:
             seen_keys.add(doc.key)
             prev = old_docs.get(doc.key)
             if prev and prev[1] == doc.content_hash:

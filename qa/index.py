@@ -31,7 +31,7 @@ import numpy as np
 
 from . import store
 from .errors import IndexUnusable, QAError
-from .stores.folder import FolderSearch, _headlines  # noqa: F401  (_headlines: imported by tests)
+from .stores.folder import FolderSearch
 
 FORMAT_VERSION = 3
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"

@@ -93,6 +93,20 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_changed(files: Iterable[SourceFile], old_hash: Callable[[str], str | None], warn: Warn):
+    """For each readable file: (file, its bytes' hash, its documents), the documents None when the
+    hash equals `old_hash(file.source)` (the file is then not even parsed). An unreadable file is
+    skipped with a warning. Both index builders (folder, Milvus) decide what changed from this."""
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            warn(f"skipped {f.source}: {e.strerror or e}")
+            continue
+        h = file_hash(data)
+        yield f, h, None if old_hash(f.source) == h else parse(f, data, warn)
+
+
 def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     """Turn one file's bytes into documents; a file that cannot be read is skipped with a warning."""
     suffix = file.path.suffix.lower()

@@ -21,7 +21,7 @@ import numpy as np
 from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
-from .index import StoredSentence, _headlines  # noqa: F401  (_headlines: moved to the folder store, imported by tests)
+from .index import StoredSentence
 from .lexical import query_terms, tokenize
 from .recency import DateRange
 from .stores import SentenceStore

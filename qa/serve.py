@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import store
-from .answer import MAX_QUESTION_CHARS, Answer, AnswerSentence, Bot
+from .answer import Answer, AnswerSentence, Bot
 from .chat import Conversation
 from .errors import IndexUnusable, QAError, UsageError
+from .questions import MAX_QUESTION_CHARS
 from .recency import DateRange
 
 MAX_BODY_BYTES = 16 * 1024  # a question is at most 2,000 characters; a body has no use for more

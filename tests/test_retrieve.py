@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import json_lines, run_qa
-from qa.retrieve import _headlines
+from qa.stores.folder import _headlines
 
 ROW = np.dtype([("doc", "<i4"), ("paragraph", "<i4"), ("passage0", "<i4"), ("passage1", "<i4")])
 

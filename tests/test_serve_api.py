@@ -16,7 +16,8 @@ pytest.importorskip("starlette", reason="the serve extra is not installed (pip i
 from starlette.testclient import TestClient  # noqa: E402
 
 from conftest import REPO, SEED, assert_clean_error, qa_env, run_qa  # noqa: E402
-from qa.answer import MAX_QUESTION_CHARS, Bot  # noqa: E402
+from qa.answer import Bot  # noqa: E402
+from qa.questions import MAX_QUESTION_CHARS  # noqa: E402
 from qa.serve import MAX_BODY_BYTES, ApiError, Conversations, create_app, exposure_warning  # noqa: E402
 
 SEED_QUESTION = "What did London agree?"

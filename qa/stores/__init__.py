@@ -26,7 +26,7 @@ DEFAULT_COLLECTION = "qa"
 
 # What `row_info` returns for each id: its document, paragraph, the (up to 2) passages holding it,
 # the sentences before and after it in the same document (-1: none), and whether it is a text
-# file's headline line (counted through the title feature, not cited; see qa.index._headlines).
+# file's headline line (counted through the title feature, not cited; see qa.stores.folder._headlines).
 ROW_INFO = np.dtype([("doc", np.int64), ("paragraph", np.int64), ("passage0", np.int64), ("passage1", np.int64),
                      ("prev", np.int64), ("next", np.int64), ("headline", bool)])
 

@@ -16,15 +16,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..build import IndexReport, _Silent
 from ..chunk import chunk
 from ..errors import QAError
-from ..ingest import SUPPORTED_SUFFIXES, file_hash, parse
+from ..ingest import SUPPORTED_SUFFIXES, read_changed
 from ..lexical import TERMS_VERSION, K1, B, tokenize
 from ..roots import find_sources, resolve_roots
-from .milvus import MANIFEST_KEY, MilvusStore, _esc, _short, connect, read_documents
+from .milvus import MANIFEST_KEY, _esc, _short, connect, read_documents
 
 BATCH = 512  # rows per insert
 TEXT_MAX = 65_535
@@ -98,7 +96,7 @@ def build_milvus(uri: str, name: str, paths: list[Path] | None = None, model: Pa
                  progress=None, warn=None, embed=None) -> IndexReport:
     """Index `paths` (plus the roots indexed before) into collection `name` at `uri`.
     `embed(texts, folder, tick)` replaces local embedding (qa.distributed: Ray)."""
-    from ..embed import OnnxEncoder, encoder_folder, model_id
+    from ..embed import OnnxEncoder, encoder_folder
 
     t0 = time.perf_counter()
     progress = progress or _Silent()
@@ -137,17 +135,12 @@ def build_milvus(uri: str, name: str, paths: list[Path] | None = None, model: Pa
         old = {d["key"]: d for d in read_documents(client, name, "", ["key", "source", "file_hash", "content_hash"])}
         old_files: dict[str, str] = {d["source"]: d["file_hash"] for d in old.values()}
         seen, fresh, hashes = set(), [], {}
-        for f in files:
-            try:
-                data = f.read_bytes()
-            except OSError as e:
-                _warn(f"skipped {f.source}: {e.strerror or e}")
-                continue
-            h = hashes[f.source] = file_hash(data)
-            if old_files.get(f.source) == h:
+        for f, h, docs in read_changed(files, old_files.get, _warn):
+            hashes[f.source] = h
+            if docs is None:  # the file's bytes are unchanged
                 seen.update(k for k, d in old.items() if d["source"] == f.source)
                 continue
-            for doc in parse(f, data, _warn):
+            for doc in docs:
                 seen.add(doc.key)
                 prev = old.get(doc.key)
                 if prev and prev["content_hash"] == doc.content_hash:
