@@ -269,8 +269,12 @@ def listen(host: str, port: int):
     import socket
 
     try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        family, _, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+        # is IPPROTO_TCP, and accepted connections inherit it. With Nagle on, a response's body
+        # waited for the client's delayed ACK of its headers: 48 ms per request on a kept-alive
+        # connection instead of 7 ms (scripts/load_serve.py, one client).
+        sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as e:
@@ -286,7 +290,7 @@ class ServerThread:
 
         import uvicorn
 
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # see listen()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=256))

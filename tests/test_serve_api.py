@@ -300,3 +300,28 @@ def test_port_in_use_is_a_one_line_error(seed_index):
         busy.listen()
         proc = run_qa("serve", "--index", str(seed_index), "--port", str(busy.getsockname()[1]))
     assert "cannot listen on 127.0.0.1 port" in assert_clean_error(proc)
+
+
+def test_listening_socket_lets_asyncio_turn_nagle_off():
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP (accepted connections
+    inherit it); with Nagle on, each response on a kept-alive connection waited ~40 ms for the
+    client's delayed ACK (BENCHMARKS.md, serving under load)."""
+    import asyncio.base_events
+    import socket
+
+    from qa.serve import ServerThread, listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        sock.listen()
+        conn = socket.create_connection(sock.getsockname())
+        accepted, _ = sock.accept()
+        with accepted, conn:
+            asyncio.base_events._set_nodelay(accepted)  # what asyncio's transport does
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
+    thread = ServerThread(None)
+    with thread.sock:
+        assert thread.sock.proto == socket.IPPROTO_TCP
