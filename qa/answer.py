@@ -150,29 +150,31 @@ class Bot:
         """
         q = clean_question(question)
         reading = query or q
+        search = search_text(reading)
         with self._one_blas_thread():
-            vec = self.index.embed([search_text(reading)])[0]
-            return self._answer(q, reading, vec, top, floor, dates)
+            vec = self.index.embed([search])[0]
+            return self._answer(q, reading, search, vec, top, floor, dates)
 
     def ask_many(self, questions: list[str], top: int = DEFAULT_TOP, floor: float = 0.0,
                  dates: DateRange | None = None) -> list[Answer]:
         """Answer a batch; questions are embedded together. Empty questions raise UsageError."""
         qs = [clean_question(q) for q in questions]
+        searches = [search_text(q) for q in qs]
         with self._one_blas_thread():
-            vecs = self.index.embed([search_text(q) for q in qs]) if qs else np.zeros((0, 1), np.float32)
-            return [self._answer(q, q, v, top, floor, dates) for q, v in zip(qs, vecs)]
+            vecs = self.index.embed(searches) if qs else np.zeros((0, 1), np.float32)
+            return [self._answer(q, q, s, v, top, floor, dates) for q, s, v in zip(qs, searches, vecs)]
 
     def chat(self) -> "Conversation":
         from .chat import Conversation
 
         return Conversation(self)
 
-    def _answer(self, question: str, reading: str, vec: np.ndarray, top: int, floor: float,
+    def _answer(self, question: str, reading: str, search: str, vec: np.ndarray, top: int, floor: float,
                 dates: DateRange | None = None) -> Answer:
-        """`reading` is the question as understood (a follow-up's standalone reading); `vec` the
-        embedding of its search text (recency.search_text: without words that only ask for the
-        latest, which the recency rules read from `reading` instead)."""
-        cands = candidates(self.index, vec, search_text(reading), dates)
+        """`reading` is the question as understood (a follow-up's standalone reading); `search` its
+        search text (recency.search_text: without words that only ask for the latest, which the
+        recency rules read from `reading` instead) and `vec` the embedding of `search`."""
+        cands = candidates(self.index, vec, search, dates)
         if not len(cands.rows):
             return Answer(question, False, [], score=0.0)
         scores = self.ranker.score(cands.features)
@@ -186,26 +188,27 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         keep = order[: max(top, 1) * 3 + 10]
-        merged = self._newer_first(reading, self._merge_duplicates(
-            [cands.meta[i] for i in keep], scores[keep]))
+        merged = self._newer_first(reading, *self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)
         # After the first, sentences are in score order: the ones shown are a prefix.
         n = 1 + sum(s.score >= floor for s in merged[1:top])
         return Answer(question, True, merged[:n], more=merged[n:], score=best)
 
-    def _newer_first(self, question: str, ranked: list[AnswerSentence]) -> list[AnswerSentence]:
-        """Put a newer article's sentence on the same thing first where time matters (qa.recency)."""
+    def _newer_first(self, question: str, ranked: list[AnswerSentence], cosines: np.ndarray) -> list[AnswerSentence]:
+        """Put a newer article's sentence on the same thing first where time matters (qa.recency).
+        `cosines`: the (n, n) similarities of `ranked`, from _merge_duplicates."""
         if not any(s.citation.date for s in ranked):
-            return ranked  # an undated collection: nothing to weigh, nothing read
-        vecs = self.index.sentence_vectors_at([s.row for s in ranked])
-        order = newer_first(question, np.array([s.score for s in ranked]), [s.citation.date for s in ranked], vecs @ vecs.T,
+            return ranked  # an undated collection: nothing to weigh
+        order = newer_first(question, np.array([s.score for s in ranked]), [s.citation.date for s in ranked], cosines,
                             floor=self.ranker.floor)
         return [ranked[i] for i in order]
 
-    def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> list[AnswerSentence]:
-        """Fold near-identical sentences (same fact syndicated twice) into one, citing each source."""
+    def _merge_duplicates(self, ranked: list[StoredSentence], scores: np.ndarray) -> tuple[list[AnswerSentence], np.ndarray]:
+        """Fold near-identical sentences (same fact syndicated twice) into one, citing each source.
+        Also returns the cosine matrix of the sentences kept (the recency rules read it)."""
         vecs = self.index.sentence_vectors_at([s.row for s in ranked])
-        similar = vecs @ vecs.T >= DUPLICATE_COSINE
+        cosines = vecs @ vecs.T
+        similar = cosines >= DUPLICATE_COSINE
         out: list[AnswerSentence] = []
         kept: list[int] = []  # position in `ranked` of each entry of `out`
         for i, (s, score) in enumerate(zip(ranked, scores)):
@@ -215,7 +218,7 @@ class Bot:
                 kept.append(i)
             elif s.doc != out[dup].citation.doc and all(c.doc != s.doc for c in out[dup].also):
                 out[dup].also.append(_citation(s))
-        return out
+        return out, cosines[np.ix_(kept, kept)]
 
 
 def _citation(s: StoredSentence) -> Citation:
