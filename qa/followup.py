@@ -41,6 +41,9 @@ _THERE = re.compile(r"(?<!\bare )(?<!\bis )(?<!\bwas )(?<!\bwere )\bthere\b(?! (
 _THEN = re.compile(r"\b(?:then|that year|that time|at that point)\b", re.I)
 # "this war", "these people", "What caused that?": points back, with nothing to put in its place
 _DEMONSTRATIVE = re.compile(r"\b(?:this|these|those)\s+[a-z]+|\b(?:this|that|these|those)\s*\?$", re.I)
+# "that" as the subject after an auxiliary stands for the whole last event, not a name: "Why did
+# that happen?", "Was that legal?" ("this" more often names a thing: "When will this be finished?")
+_EVENT = re.compile(r"\b(?:do|does|did|is|was|are|were|will|would|could|can|has|had|have)\s+that\b(?!\s*\?)", re.I)
 # "it" that points at nothing: "What is it called when ...", "Is it true that ...", "Was it possible to ..."
 # (but "What was it named after?" points back)
 _EXPLETIVE = re.compile(r"\bit (?:is |was |has been )?(?:called|known|named|possible|likely|unlikely|believed|said|thought|"
@@ -223,11 +226,13 @@ def read(question: str, focus: Focus | None) -> Reading:
         name = _referent(p.group(1).lower() in _PERSON, focus, q)
         if name:
             q, how = _replace_pronoun(q, p, name), "pronoun"
-    cue = cue or bool(_DEMONSTRATIVE.search(q))
+    event = how == "alone" and bool(_EVENT.search(q))
+    cue = cue or event or bool(_DEMONSTRATIVE.search(q))
     if cue and how == "alone":  # it points back, but at nothing we can name: add the previous query's words
         names = [e for e in entities(focus.query) if e not in q]
         words = [w for w in re.findall(r"[\w'’\-]+", focus.query) if w.lower() not in _LEADING | _STOP and w.lower() not in q.lower()]
-        extra = names or words
+        # an event ("that happened") is its names and what they did: "(London agree)"
+        extra = names + [w for w in words if not any(w in n for n in names)] if event else names or words
         if extra:
             q, how = f"{q} ({' '.join(extra)})", "expanded"
     return Reading(q, how)

@@ -84,3 +84,14 @@ def test_he_prefers_the_person_of_the_previous_question():
     assert read("When did she join?", g).query == "When did Dana Whitfield join?"
     h = focus("What did Kublai do in 1271?", "In 1271 the dynasty was named.")
     assert read("When did he die?", h).query == "When did Kublai die?"
+
+
+def test_this_or_that_as_a_subject_stands_for_the_last_event():
+    f = focus("What did London agree?", "This London agreement is seen as a crucial step.")
+    r = read("Why did that happen?", f)
+    assert (r.query, r.how) == ("Why did that happen? (London agree)", "expanded")
+    assert read("Was that legal?", f).query == "Was that legal? (London agree)"
+    assert read("Was this legal?", f).query == "Was this legal? (London)"  # "this legal": names only
+    # a relative or complement "that" is no subject of its own
+    assert read("What is the river that flows through Paris?", f).how == "alone"
+    assert read("Who said that the talks failed?", f).how == "alone"
