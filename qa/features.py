@@ -6,6 +6,7 @@ Question-type cues: a "when" question wants a sentence holding a date, "how many
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -52,6 +53,34 @@ def coverage(question_tokens: set[str], sentence_tokens: list[str]) -> float:
     if not question_tokens:
         return 0.0
     return len(question_tokens & set(sentence_tokens)) / len(question_tokens)
+
+
+def focus(question_tokens: set[str], sentence_tokens: list[set[str]], docs: np.ndarray,
+          title_tokens: list[set[str]]) -> np.ndarray:
+    """Share of the question's terms each sentence holds, each term weighted by how rare it is
+    among the candidates of the sentence's own document, log((n + 1) / (df + 0.5)); terms of that
+    document's title weigh nothing (unless the question has no other term).
+
+    Why: a news lead ("GRANT COUNTY, Ore., July 21 - ... the Pine Ridge fire ...") restates the
+    question's topic, while the answer holds what the question asks ("started") and calls the topic
+    "the fire". Within one article the topic words say little about which sentence answers. Fitted
+    on SQuAD train questions: tune R@1 +0.9 points (BENCHMARKS.md, "focus").
+    """
+    out = np.zeros(len(sentence_tokens), dtype=np.float32)
+    if not question_tokens:
+        return out
+    for doc in np.unique(docs):
+        members = np.flatnonzero(docs == doc)
+        n = len(members)
+        weight = {t: math.log((n + 1) / (sum(t in sentence_tokens[i] for i in members) + 0.5)) for t in question_tokens}
+        topic = title_tokens[members[0]]
+        if any(t not in topic for t in question_tokens):
+            weight = {t: 0.0 if t in topic else w for t, w in weight.items()}
+        total = sum(weight.values())
+        if total > 0:
+            for i in members:
+                out[i] = sum(w for t, w in weight.items() if t in sentence_tokens[i]) / total
+    return out
 
 
 def ranks(values: np.ndarray) -> np.ndarray:

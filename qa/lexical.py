@@ -80,6 +80,14 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return [_stem(_words(t)) for t in texts]
 
 
+def term_sets(texts: Sequence[str]) -> list[set[str]]:
+    """The distinct terms of each text, as `tokenize` gives them; each distinct word is stemmed once."""
+    words = [_words(t) for t in texts]
+    distinct = list({w for ws in words for w in ws})
+    stems = dict(zip(distinct, _stem(distinct)))
+    return [{stems[w] for w in ws} for ws in words]
+
+
 def query_terms(question: str) -> list[str]:
     """A question's search terms: its tokens without question words (all tokens if only those)."""
     words = _words(question)

@@ -21,8 +21,9 @@ import numpy as np
 from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
+from .features import focus
 from .index import StoredSentence
-from .lexical import query_terms, tokenize
+from .lexical import query_terms, term_sets, tokenize
 from .recency import DateRange
 from .stores import SentenceStore
 
@@ -33,7 +34,7 @@ BM25_SATURATION = 5.0  # the bm25 feature is b / (b + this): comparable across c
 FEATURES = (
     "dense", "passage", "neighbor", "bm25", "bm25_rel", "neighbor_bm25", "dense_rr", "bm25_rr",
     "doc_dense", "doc_bm25", "para_dense", "para_bm25", "coverage", "title", *QTYPE_FEATURES, "length",
-    "dense_x_bm25", "dense_x_coverage",
+    "dense_x_bm25", "dense_x_coverage", "focus",
 )
 _F = {name: i for i, name in enumerate(FEATURES)}
 # Question-level evidence that the collection holds an answer at all. Each must mean the same in a
@@ -213,6 +214,8 @@ def feature_matrix(
         X[i, _F["length"]] = math.log1p(len(text)) / 6.0
     X[:, _F["dense_x_bm25"]] = dense * rel
     X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
+    if texts:
+        X[:, _F["focus"]] = focus(q_tokens, term_sets(texts), docs, [set(title_tokens[t]) for t in titles])
     return X
 
 

@@ -108,3 +108,31 @@ def test_bm25_written_with_numpy_equals_bm25s_and_an_update_equals_a_rebuild(tmp
     assert updated.num_docs == rebuilt.num_docs == len(keep) + 2
     for q in ["London talks", "agreement signed", "Friday"]:
         assert np.array_equal(updated.scores(q), rebuilt.scores(q)), q
+
+
+QUARRY = """Millbrook Quarry Fire Contained After Three Days
+
+MILLBROOK, Vt., Aug. 9 - Crews contained the Millbrook quarry fire on Friday after three days of work, the fire department said.
+
+The blaze was started by sparks from a welding torch, investigators said.
+
+About 40 firefighters from four towns worked on the fire, and no one was hurt.
+
+The quarry will stay closed until next week while inspectors check the equipment.
+"""
+
+
+def test_the_answer_outranks_a_news_lead_that_only_restates_the_topic(tmp_path, new_index):
+    # The dateline lead names "the Millbrook quarry fire" in full; the answers call it "the blaze"
+    # and "the fire". Without the focus feature the lead was cited first for both questions.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "quarry.txt").write_text(QUARRY, encoding="utf-8")
+    index = new_index()
+    assert run_qa("index", str(corpus), "--index", str(index)).returncode == 0
+    proc = run_qa("ask", "--json", "--index", str(index), "-",
+                  stdin="What started the Millbrook quarry fire?\nHow many firefighters worked on the Millbrook quarry fire?\n")
+    assert proc.returncode == 0, proc.stderr
+    cause, count = json_lines(proc.stdout)
+    assert cause["sentences"][0]["text"] == "The blaze was started by sparks from a welding torch, investigators said."
+    assert count["sentences"][0]["text"].startswith("About 40 firefighters from four towns")
