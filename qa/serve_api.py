@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,12 +16,15 @@ from starlette.routing import Route
 
 from .answer import DEFAULT_TOP
 from .errors import IndexUnusable, QAError, UsageError
+if TYPE_CHECKING:
+    from .serve_chats import SharedConversations
 from .serve import (
-    MAX_BODY_BYTES, MAX_HISTORY, MAX_TOP, SECURITY_HEADERS, STATIC, TOKEN_COOKIE, WEB, WORKERS, ApiError, Conversations, LiveBot,
+    MAX_BODY_BYTES, MAX_HISTORY, MAX_TOP, SECURITY_HEADERS, STATIC, THREADS, TOKEN_COOKIE, UNKNOWN_CONVERSATION, WEB, ApiError, Conversations, LiveBot,
     _int, _optional_str, _question, _sentence, answer_json, ask, check_token, dumps, error_body,
 )
 
 MAX_SOURCES_PAGE = 10_000
+MAX_RETRIES = 5  # a conversation written by another request meanwhile is loaded again, this many times at most
 
 
 def _json(obj: dict, status: int = 200) -> Response:
@@ -45,14 +50,15 @@ async def _body(request: Request) -> dict:
     return data
 
 
-def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
+def build(live: LiveBot, token: str | None, chats: Conversations | SharedConversations, threads: int = THREADS) -> Starlette:
+    """The app; `threads` questions are answered at once (the rest wait for one to finish)."""
     import anyio.to_thread
 
     limiter = []  # one CapacityLimiter, made inside the event loop on first use
 
     async def blocking(fn, *args):
         if not limiter:
-            limiter.append(anyio.CapacityLimiter(WORKERS))
+            limiter.append(anyio.CapacityLimiter(threads))
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter[0])
 
     def endpoint(work, page: bool = False):
@@ -72,6 +78,8 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
                 response = _json(error_body(e), 500)
             # Time inside the server, waiting for a worker included (the load script reads it).
             response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+            # Which process answered (`qa serve --workers N`): for logs, tests and the load script.
+            response.headers["x-qa-worker"] = str(os.getpid())
             return response
 
         return handle
@@ -83,52 +91,58 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
         since, until = _optional_str(data, "since"), _optional_str(data, "until")
         return answer_json(await blocking(lambda: ask(live.current(), question, top, since, until)))
 
+    def in_turn(cid: object, change, bot_needed: bool = True):
+        """Run `change(cid, chat)` on a conversation (a new one when `cid` is None) and store it.
+        In the shared store another worker may have changed it meanwhile: then load it again and
+        redo the change, so that a conversation's requests take effect one after the other."""
+        for _ in range(MAX_RETRIES):
+            bot = live.current() if bot_needed or cid is None else None
+            cid_, chat = chats.new(bot) if cid is None else (cid, chats.get(cid, bot))
+            with chat.lock:
+                if bot is not None:
+                    chat.conversation.bot = bot
+                result = change(cid_, chat)
+                if chats.save(cid_, chat):
+                    return result
+        raise ApiError(409, "the conversation kept changing in other requests; ask again")
+
     async def api_chat(request: Request):
         data = await _body(request)
         question = _question(data)
         top = _int(data["top"], "top", 1, MAX_TOP) if "top" in data else None
-        cid = data.get("conversation")
 
-        def work():
-            bot = live.current()
-            cid_, chat = chats.new(bot) if cid is None else (cid, chats.get(cid))
-            with chat.lock:
-                chat.conversation.bot = bot
-                if top is not None:
-                    chat.conversation.top = top
-                answer = chat.conversation.ask(question)
-                del chat.conversation.history[:-MAX_HISTORY]
-                chat.shown = len(answer.sentences)
-            return {**answer_json(answer), "conversation": cid_}
+        def change(cid, chat):
+            if top is not None:
+                chat.conversation.top = top
+            answer = chat.conversation.ask(question)
+            del chat.conversation.history[:-MAX_HISTORY]
+            chat.shown = len(answer.sentences)
+            return {**answer_json(answer), "conversation": cid}
 
-        return await blocking(work)
+        return await blocking(in_turn, data.get("conversation"), change)
 
     async def api_more(request: Request):
         data = await _body(request)
-        chat = chats.get(data.get("conversation"))
 
-        def work():
-            with chat.lock:
-                first = chat.shown + 1
-                shown = chat.conversation.more()
-                chat.shown += len(shown)
-                last = chat.conversation.history[-1] if chat.conversation.history else None
+        def change(cid, chat):
+            first = chat.shown + 1
+            shown = chat.conversation.more()
+            chat.shown += len(shown)
+            last = chat.conversation.history[-1] if chat.conversation.history else None
             return {"question": last.question if last else None, "first_marker": first,
                     "sentences": [_sentence(s) for s in shown]}
 
-        return await blocking(work)
+        return await blocking(in_turn, _conversation_id(data), change, False)
 
     async def api_reset(request: Request):
         data = await _body(request)
-        chat = chats.get(data.get("conversation"))
 
-        def work():
-            with chat.lock:
-                chat.conversation.reset()
-                chat.shown = 0
-            return {"conversation": data["conversation"], "reset": True}
+        def change(cid, chat):
+            chat.conversation.reset()
+            chat.shown = 0
+            return {"conversation": cid, "reset": True}
 
-        return await blocking(work)
+        return await blocking(in_turn, _conversation_id(data), change, False)
 
     async def api_health(request: Request):
         bot = await blocking(live.current)
@@ -191,6 +205,14 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
         Route("/api/paragraph", endpoint(api_paragraph)),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def _conversation_id(data: dict) -> object:
+    """`more` and `reset` continue a conversation: without an id there is none to find."""
+    cid = data.get("conversation")
+    if cid is None:
+        raise ApiError(404, UNKNOWN_CONVERSATION)
+    return cid
 
 
 def _readable(work):

@@ -1,13 +1,15 @@
 """Load test of `qa serve` on loopback: bounded concurrent clients, then an index switch mid-run.
 
-    python scripts/load_serve.py [--clients 16] [--seconds 60] [--work /tmp/qa-serve-load]
+    python scripts/load_serve.py [--clients 16] [--seconds 60] [--work /tmp/qa-serve-load] [--workers 1,2]
 
 Corpus: the SQuAD v1.1 dev *tune* articles (even ones), written as text files as `qa eval` does;
 questions: theirs. The server is the real `qa serve` command in its own process. Each client
 keeps one HTTP connection and sends, one after another, a mix of POST /api/ask (a random
 question) and POST /api/chat (a conversation of up to three questions about one article).
 Phases: 1 client, N clients, N clients while `qa index` commits a new generation (one article
-edited) in the middle. Only 127.0.0.1; the client count and the duration are bounded.
+edited) in the middle. `--workers 1,2` runs all the phases against `qa serve --workers 1`, then
+against a fresh `--workers 2`, back to back (compare configurations in one run on a shared
+machine); without it the server picks its default. Only 127.0.0.1; clients and duration are bounded.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def main() -> None:
     ap.add_argument("--squad", type=Path, default=DEFAULT_SQUAD)
     ap.add_argument("--work", type=Path, default=Path("/tmp/qa-serve-load"))
     ap.add_argument("--no-switch", action="store_true", help="skip the phase with an index commit")
+    ap.add_argument("--workers", help="qa serve --workers, or several separated by commas to compare them one after another")
     args = ap.parse_args()
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         sys.exit(f"--clients must be 1..{MAX_CLIENTS} and --seconds 1..{MAX_SECONDS}")
@@ -159,12 +162,24 @@ def main() -> None:
         questions.setdefault(q.source, []).append(q.text)
     subprocess.run(qa_cmd("index", str(articles), "--index", str(index)), check=True, env=env(), cwd=REPO, stdout=sys.stderr)
 
+    results: dict = {"machine": machine(), "cores": os.cpu_count(), "articles": len(questions), "questions": len(qs),
+                     "loadavg_before": list(os.getloadavg())}
+    configs = [int(w) for w in args.workers.split(",")] if args.workers else [None]
+    for workers in configs:
+        key = "server" if workers is None else f"workers={workers}"
+        results[key] = serve_phases(args, index, articles, questions, workers)
+    print(json.dumps(results, indent=1))
+
+
+def serve_phases(args, index: Path, articles: Path, questions: dict, workers: int | None) -> dict:
+    """Start `qa serve` (with --workers when given), run the phases against it, stop it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(qa_cmd("serve", "--index", str(index), "--port", str(port)), env=env(), cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results: dict = {"machine": machine(), "cores": os.cpu_count(), "articles": len(questions), "questions": len(qs)}
+    extra = ["--workers", str(workers)] if workers is not None else []
+    server = subprocess.Popen(qa_cmd("serve", "--index", str(index), "--port", str(port), *extra), env=env(), cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results: dict = {}
     try:
         for _ in range(600):
             try:
@@ -174,7 +189,8 @@ def main() -> None:
                 if server.poll() is not None:
                     sys.exit(f"qa serve exited: {server.stderr.read()[-2000:]}")
                 time.sleep(0.2)
-        print(f"serving {results['health']} on port {port}", file=sys.stderr)
+        results["serving"] = server.stdout.readline().strip()  # "qa: serving ... with N worker processes ..."
+        print(f"{results['serving']}: {results['health']} on port {port}", file=sys.stderr)
         results["single"] = phase(port, questions, 1, args.single_seconds)
         print(json.dumps(results["single"]), file=sys.stderr)
         results["concurrent"] = phase(port, questions, args.clients, args.seconds)
@@ -187,7 +203,8 @@ def main() -> None:
         server.wait(timeout=30)
     p50 = results["single"]["p50_ms"]
     results["p95_over_single_p50"] = round(results["concurrent"]["p95_ms"] / p50, 2) if p50 else None
-    print(json.dumps(results, indent=1))
+    print(f"workers={workers}: p95 under {args.clients} clients / single-client p50 = {results['p95_over_single_p50']}", file=sys.stderr)
+    return results
 
 
 def commit_midway(port: int, articles: Path, index: Path, seconds: float) -> dict:
