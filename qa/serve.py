@@ -237,8 +237,10 @@ def create_app(root: Path, bot: Bot, token: str | None = None, conversations=Non
     """The Starlette application over the index folder `root`, starting from an opened `bot`;
     `conversations`: a Conversations (the default) or a qa.serve_chats.SharedConversations."""
     from . import serve_api
+    from .serve_ops import Answering
 
-    return serve_api.build(LiveBot(Path(root), bot), token, Conversations() if conversations is None else conversations, threads)
+    answering = Answering(LiveBot(Path(root), bot), Conversations() if conversations is None else conversations)
+    return serve_api.build(serve_api.ThreadBackend(answering, threads), token)
 
 
 def check_token(headers, cookies, query, token: str | None) -> None:
@@ -277,9 +279,9 @@ def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: 
 
     config_kw = {"log_level": "warning", "limit_concurrency": 256, "timeout_graceful_shutdown": 5}
     if workers > 1:
-        from .serve_workers import run_workers
+        from .serve_workers import run_pool
 
-        return run_workers(config_kw, root, bot, sock, token, workers, announce)
+        return run_pool(config_kw, root, bot, sock, token, workers, announce)
     warm(bot)
     config = uvicorn.Config(create_app(root, bot, token), **config_kw)
     announce()

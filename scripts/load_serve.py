@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,7 @@ class Client(threading.Thread):
         self.server_ms: list[float] = []  # the server's own time (Server-Timing), queueing included
         self.done_at: list[float] = []
         self.errors: list[str] = []
+        self.answered_by: list[str] = []  # the worker process of each response (x-qa-worker)
 
     @property
     def deadline(self) -> float:
@@ -75,6 +77,7 @@ class Client(threading.Thread):
         if "dur=" in timing:
             self.server_ms.append(float(timing.split("dur=")[1]))
         self.done_at.append(t1)
+        self.answered_by.append(r.getheader("x-qa-worker") or "?")
         if r.status != 200:
             self.errors.append(f"{path}: {r.status} {payload[:200]!r}")
             return None
@@ -107,6 +110,23 @@ def health(port: int) -> dict:
     return body
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants now alive (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime+stime
+    family = {pid}
+    for _ in range(4):  # the supervisor, its workers, their helpers
+        family |= {p for p, (ppid, _) in stats.items() if ppid in family}
+    return sum(stats[p][1] for p in family if p in stats)
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -114,7 +134,8 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[i]
 
 
-def phase(port: int, questions: dict, clients: int, seconds: float, during=None) -> dict:
+def phase(port: int, questions: dict, clients: int, seconds: float, during=None, server_pid: int | None = None) -> dict:
+    cpu0 = (cpu_seconds(server_pid) if server_pid else 0.0, time.process_time())
     t0 = time.perf_counter()
     deadline = [t0 + seconds if during is None else float("inf")]
     workers = [Client(port, questions, deadline, seed=i) for i in range(clients)]
@@ -127,6 +148,8 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
     for w in workers:
         w.join()
     wall = time.perf_counter() - t0
+    server_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - cpu0[0]
+    client_cpu = time.process_time() - cpu0[1]
     lat = sorted(x for w in workers for x in w.latencies)
     errors = [e for w in workers for e in w.errors]
     server = sorted(x for w in workers for x in w.server_ms)
@@ -134,6 +157,10 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1), "max_ms": round(lat[-1] * 1000, 1) if lat else None,
            "server_p50_ms": round(percentile(server, 50), 1), "server_p95_ms": round(percentile(server, 95), 1),
+           # CPU per request, less sensitive to a busy machine than latency: the server's processes, this client's
+           "server_cpu_ms_per_request": round(server_cpu / max(1, len(lat)) * 1000, 2) if server_pid else None,
+           "client_cpu_ms_per_request": round(client_cpu / max(1, len(lat)) * 1000, 2),
+           "requests_by_worker": sorted(Counter(x for w in workers for x in w.answered_by).values(), reverse=True),
            "errors": len(errors), "first_errors": errors[:5], **extra}
     if extra.get("commit_at") is not None:  # requests that finished after the new generation was live
         out["requests_after_commit"] = sum(t > extra["commit_at"] for w in workers for t in w.done_at)
@@ -191,12 +218,13 @@ def serve_phases(args, index: Path, articles: Path, questions: dict, workers: in
                 time.sleep(0.2)
         results["serving"] = server.stdout.readline().strip()  # "qa: serving ... with N worker processes ..."
         print(f"{results['serving']}: {results['health']} on port {port}", file=sys.stderr)
-        results["single"] = phase(port, questions, 1, args.single_seconds)
+        results["single"] = phase(port, questions, 1, args.single_seconds, server_pid=server.pid)
         print(json.dumps(results["single"]), file=sys.stderr)
-        results["concurrent"] = phase(port, questions, args.clients, args.seconds)
+        results["concurrent"] = phase(port, questions, args.clients, args.seconds, server_pid=server.pid)
         print(json.dumps(results["concurrent"]), file=sys.stderr)
         if not args.no_switch:
-            results["switch"] = phase(port, questions, args.clients, args.seconds, lambda: commit_midway(port, articles, index, args.seconds))
+            results["switch"] = phase(port, questions, args.clients, args.seconds, lambda: commit_midway(port, articles, index, args.seconds),
+                                      server_pid=server.pid)
             print(json.dumps(results["switch"]), file=sys.stderr)
     finally:
         server.terminate()
