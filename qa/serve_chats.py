@@ -48,9 +48,10 @@ def _sentence(s: AnswerSentence) -> dict:
             "also": [_citation(c) for c in s.also]}
 
 
-def _answer(a: Answer) -> dict:
+def _answer(a: Answer, more: bool) -> dict:
     return {"question": a.question, "answered": a.answered, "score": a.score, "interpreted": a.interpreted,
-            "following": a.following, "sentences": [_sentence(s) for s in a.sentences], "more": [_sentence(s) for s in a.more]}
+            "following": a.following, "sentences": [_sentence(s) for s in a.sentences],
+            "more": [_sentence(s) for s in a.more] if more else []}
 
 
 def _citation_from(d: dict) -> Citation:
@@ -69,7 +70,8 @@ def _answer_from(d: dict) -> Answer:
 
 
 def turns_kept(history: list[Answer]) -> list[Answer]:
-    """The turns a conversation reads later: the last answered one and the last one."""
+    """The turns a conversation reads later: the last answered one (a follow-up is read in its
+    light) and the last one (`more` continues it; only its `more` sentences are kept)."""
     if not history:
         return []
     answered = next((a for a in reversed(history) if a.answered and a.sentences), None)
@@ -79,7 +81,8 @@ def turns_kept(history: list[Answer]) -> list[Answer]:
 def state_json(chat: _Chat) -> str:
     c = chat.conversation
     return json.dumps({"v": STATE_VERSION, "top": c.top, "floor": c.floor, "since": c.dates.since, "until": c.dates.until,
-                       "shown": chat.shown, "turns": [_answer(a) for a in turns_kept(c.history)]}, ensure_ascii=False)
+                       "shown": chat.shown, "turns": [_answer(a, a is c.history[-1]) for a in turns_kept(c.history)]},
+                      ensure_ascii=False)
 
 
 def chat_from_json(text: str, bot: Bot | None, used: float) -> _Chat:

@@ -110,8 +110,8 @@ def health(port: int) -> dict:
     return body
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and all its descendants now alive (Linux /proc)."""
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """CPU time (user + system) of a process and (by default) all its descendants now alive (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     stats = {}
     for entry in Path("/proc").iterdir():
@@ -122,7 +122,7 @@ def cpu_seconds(pid: int) -> float:
                 continue
             stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime+stime
     family = {pid}
-    for _ in range(4):  # the supervisor, its workers, their helpers
+    for _ in range(4 if descendants else 0):  # the server, its workers, their helpers
         family |= {p for p, (ppid, _) in stats.items() if ppid in family}
     return sum(stats[p][1] for p in family if p in stats)
 
@@ -135,7 +135,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 def phase(port: int, questions: dict, clients: int, seconds: float, during=None, server_pid: int | None = None) -> dict:
-    cpu0 = (cpu_seconds(server_pid) if server_pid else 0.0, time.process_time())
+    cpu0 = (cpu_seconds(server_pid) if server_pid else 0.0, time.process_time(), cpu_seconds(server_pid, False) if server_pid else 0.0)
     t0 = time.perf_counter()
     deadline = [t0 + seconds if during is None else float("inf")]
     workers = [Client(port, questions, deadline, seed=i) for i in range(clients)]
@@ -150,6 +150,7 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None,
     wall = time.perf_counter() - t0
     server_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - cpu0[0]
     client_cpu = time.process_time() - cpu0[1]
+    http_cpu = (cpu_seconds(server_pid, False) if server_pid else 0.0) - cpu0[2]  # the process speaking HTTP
     lat = sorted(x for w in workers for x in w.latencies)
     errors = [e for w in workers for e in w.errors]
     server = sorted(x for w in workers for x in w.server_ms)
@@ -159,6 +160,7 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None,
            "server_p50_ms": round(percentile(server, 50), 1), "server_p95_ms": round(percentile(server, 95), 1),
            # CPU per request, less sensitive to a busy machine than latency: the server's processes, this client's
            "server_cpu_ms_per_request": round(server_cpu / max(1, len(lat)) * 1000, 2) if server_pid else None,
+           "of_which_http_process_cpu_ms": round(http_cpu / max(1, len(lat)) * 1000, 2) if server_pid else None,
            "client_cpu_ms_per_request": round(client_cpu / max(1, len(lat)) * 1000, 2),
            "requests_by_worker": sorted(Counter(x for w in workers for x in w.answered_by).values(), reverse=True),
            "errors": len(errors), "first_errors": errors[:5], **extra}

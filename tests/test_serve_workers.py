@@ -102,6 +102,7 @@ def test_the_state_is_json_with_only_the_turns_follow_ups_read(seed_bot):
     history = chat.conversation.history
     assert not history[-1].answered and history[-2].answered
     assert [t["question"] for t in state["turns"]] == ["Who led them?", "zzzz qqqq xxxx"]
+    assert history[-2].more and state["turns"][0]["more"] == []  # only the last turn's `more` is read
     back = chat_from_json(state_json(chat), seed_bot, 5.0)
     assert back.shown == 2 and back.used == 5.0
     assert back.conversation.focus() == chat.conversation.focus()
