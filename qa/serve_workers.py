@@ -151,11 +151,15 @@ class WorkerPool:
         return await future
 
     def _send(self, w: _Worker, payload: bytes, future: asyncio.Future) -> None:
-        w.job = future
         try:
             w.conn.send_bytes(payload)
-        except OSError:
+        except OSError:  # it died before reading this: the call goes to another worker
+            self._waiting.appendleft((payload, future))
             self._lost(w)
+            if self._idle:
+                self._next(self._idle.popleft())
+            return
+        w.job = future
 
     def _on_message(self, w: _Worker) -> None:
         try:

@@ -222,3 +222,21 @@ def test_every_worker_switches_to_a_new_generation(two_workers, seed_copy, tmp_p
     # Both workers let go of the old generation: the next `qa index` deletes it.
     assert run_qa("index", "--index", str(seed_copy)).returncode == 0
     assert not (seed_copy / next(iter(before.values()))).exists()
+
+
+def test_a_worker_that_dies_is_replaced(two_workers):
+    import os
+    import signal
+
+    port, _ = two_workers
+    pids = {_request(port, "/api/health")[1] for _ in range(4)}
+    assert len(pids) == 2
+    victim = min(pids)
+    os.kill(int(victim), signal.SIGKILL)  # a worker of this test's own server
+    seen, deadline = set(), time.monotonic() + 120
+    while len(seen - pids) < 1 and time.monotonic() < deadline:
+        body, worker = _request(port, "/api/ask", {"question": SEED_QUESTION})  # idle when killed: nothing fails
+        assert body["answered"] and worker != victim
+        seen.add(worker)
+        time.sleep(0.1)
+    assert seen - pids, "no replacement worker answered"
