@@ -108,10 +108,14 @@ def one_thread_encoder(index) -> None:
     """Give the index a single-threaded encoder. A server answers several questions at once, so
     parallelism comes from requests; onnxruntime's own threads only spin against them (16
     clients on 2 cores: 110 requests/s with one thread per run, 54/s with two)."""
-    from .embed import OnnxEncoder
+    from .embed import EncoderSpec, OnnxEncoder
 
-    if not (index.model_folder / "model.onnx").is_file():
-        return  # Index.encoder reports the missing export when it is first used
+    try:  # the file the export embeds with: model.int8.onnx for the shipped one, not model.onnx
+        onnx_file = index.model_folder / EncoderSpec.load(index.model_folder).onnx_file
+    except (OSError, ValueError, TypeError):
+        return  # Index.encoder reports the missing or damaged export when it is first used
+    if not onnx_file.is_file():
+        return
     encoder = index.__dict__.get("encoder")
     if encoder is None or encoder.threads != 1:
         index.__dict__["encoder"] = index._guard("model export", lambda: OnnxEncoder(index.model_folder, threads=1))

@@ -119,9 +119,12 @@ class WorkerPool:
         """Start the workers and wait until each has opened the index (before serving)."""
         self.workers = [self._spawn() for _ in range(self.n)]
         for w in self.workers:
-            if not w.conn.poll(START_TIMEOUT_S):
-                raise QAError(f"a worker did not open the index within {START_TIMEOUT_S} s")
-            self._started(w, w.conn.recv_bytes())
+            try:
+                if not w.conn.poll(START_TIMEOUT_S):
+                    raise QAError(f"a worker did not open the index within {START_TIMEOUT_S} s")
+                self._started(w, w.conn.recv_bytes())
+            except (EOFError, OSError):
+                raise QAError(f"a worker stopped while opening the index (exit code {w.process.join(5) or w.process.exitcode})") from None
         self._idle.extend(self.workers)
 
     def _spawn(self) -> _Worker:

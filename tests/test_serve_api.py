@@ -325,3 +325,21 @@ def test_listening_socket_lets_asyncio_turn_nagle_off():
     thread = ServerThread(None)
     with thread.sock:
         assert thread.sock.proto == socket.IPPROTO_TCP
+
+
+def test_the_server_embeds_questions_on_one_thread(seed_index):
+    """Concurrency comes from requests, so each question's encoder run is single-threaded. The
+    check used to look for model.onnx while the shipped export embeds with model.int8.onnx: the
+    server silently kept onnxruntime's two threads, whose spinning pool thread burned as much CPU
+    as the question itself (6.5 -> 14 ms CPU per question on a busy machine; BENCHMARKS.md)."""
+    from qa.serve import LiveBot
+
+    plain, served = Bot.open(seed_index), Bot.open(seed_index)
+    try:
+        assert plain.index.encoder.spec.onnx_file == "model.int8.onnx"  # the case the old check missed
+        LiveBot(seed_index, served)
+        assert "encoder" in served.index.__dict__ and served.index.encoder.threads == 1
+        assert served.index.encoder.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        plain.index.close()
+        served.index.close()
