@@ -194,8 +194,10 @@ def main() -> None:
     results: dict = {"machine": machine(), "cores": os.cpu_count(), "articles": len(questions), "questions": len(qs),
                      "loadavg_before": list(os.getloadavg())}
     configs = [int(w) for w in args.workers.split(",")] if args.workers else [None]
-    for workers in configs:
+    for i, workers in enumerate(configs):
         key = "server" if workers is None else f"workers={workers}"
+        if configs.count(workers) > 1:  # e.g. --workers 1,2,1,2: alternate, keep every run
+            key += f" (run {i + 1})"
         results[key] = serve_phases(args, index, articles, questions, workers)
     print(json.dumps(results, indent=1))
 

@@ -240,3 +240,34 @@ def test_a_worker_that_dies_is_replaced(two_workers):
         seen.add(worker)
         time.sleep(0.1)
     assert seen - pids, "no replacement worker answered"
+
+
+def test_a_turn_that_raced_another_is_answered_again_from_the_newer_state(seed_index, tmp_path):
+    """Two workers answer turns of one conversation at once: the one that read the older state
+    must not overwrite the other's turn; it answers again from the newer state."""
+    from qa.serve import LiveBot
+    from qa.serve_ops import Answering
+
+    path = tmp_path / "conversations.sqlite"
+    SharedConversations.create(path)
+    other = Answering(LiveBot(seed_index, Bot.open(seed_index)), SharedConversations(path))
+    cid = other.chat(None, SEED_QUESTION, None)["conversation"]
+
+    class RacedOnce(SharedConversations):
+        reads = 0
+
+        def get(self, cid, bot=None):
+            chat = super().get(cid, bot)
+            RacedOnce.reads += 1
+            if RacedOnce.reads == 1:  # meanwhile the other worker answers a turn of it
+                other.chat(cid, TALKS, None)
+            return chat
+
+    answering = Answering(LiveBot(seed_index, Bot.open(seed_index)), RacedOnce(path))
+    follow = answering.chat(cid, "Who led them?", None)
+    assert RacedOnce.reads == 2  # read again after the refused write
+    stored = SharedConversations(path).get(cid, None)
+    assert stored.version == 3  # new, our first turn, the other's, then ours: nothing overwritten
+    # Answered in the light of the other worker's turn (the talks), not the first question's.
+    assert "Bessent" in follow["sentences"][0]["text"]
+    assert stored.conversation.history[-1].question == "Who led them?"
