@@ -1,7 +1,8 @@
 """`qa serve --workers N`: N processes answer questions, fed from one queue by the server process.
 
-Why processes: most of a question's ~7 ms is Python holding the GIL, so threads of one process
-scaled 1.13x on 2 cores (BENCHMARKS.md, serving under load).
+Why processes: threads of one process share one GIL, and only the encoder run (~2.5 of a
+question's ~6 ms of CPU) and SQLite release it, so one process cannot use a second core
+(BENCHMARKS.md, serving under load: one process scaled 1.13x on 2 cores).
 
 Why one queue: the server process keeps every HTTP connection (uvicorn, its event loop never
 blocked by answering) and hands each API call to the first idle worker over a pipe; calls wait in
@@ -145,6 +146,10 @@ class WorkerPool:
             self._loop = asyncio.get_running_loop()
             for w in self.workers:
                 self._loop.add_reader(w.conn.fileno(), self._on_message, w)
+        if not self.workers:  # every replacement failed to open the index (its error was printed)
+            from .serve import dumps
+
+            return 503, dumps({"error": "no worker could open the index"}), "-"
         future = self._loop.create_future()
         payload = json.dumps([op, list(args)]).encode()
         if self._idle:

@@ -269,23 +269,26 @@ def test_ask_never_imports_the_server_stack(seed_index):
     assert "SERVER []" in proc.stdout and "[1]" in proc.stdout, proc.stdout
 
 
-def test_qa_serve_command_serves_the_index(seed_index):
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["default workers", "one process"])
+def test_qa_serve_command_serves_the_index(seed_index, workers):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--index", str(seed_index), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--index", str(seed_index), "--port", str(port), *workers],
                             cwd=REPO, env=qa_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
-                    health = json.loads(r.read())
+                    health, answered_by = json.loads(r.read()), r.headers["x-qa-worker"]
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
                 time.sleep(0.2)
         assert health["articles"] == 1 and health["status"] == "ok"
+        if workers:  # one process answers itself; with workers (more than one core) a worker does
+            assert answered_by == str(proc.pid)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert b'id="question"' in r.read()
     finally:
