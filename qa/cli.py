@@ -370,6 +370,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)"),
     port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="Port to listen on"),
     token: Optional[str] = typer.Option(None, "--token", envvar="QA_TOKEN", help="Require `Authorization: Bearer TOKEN` on every request"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, max=64, help="Processes answering at once [default: one per CPU core, at most 8]"),
     index: Optional[Path] = IndexOpt,
     corpus: Optional[Path] = CorpusOpt,
     model: Optional[Path] = ModelOpt,
@@ -379,8 +380,12 @@ def serve(
 
     if token is not None and not token.strip():
         raise UsageError("--token is empty")
+    if workers is None:
+        from .serve_workers import default_workers
+
+        workers = default_workers()
     bot = _open_bot(index, corpus, model)
-    srv.run(_index_path(index), bot, host, port, token, warn=_warn)
+    srv.run(_index_path(index), bot, host, port, token, warn=_warn, workers=workers)
 
 
 def _click_exceptions() -> tuple[type[Exception], type[Exception]]:

@@ -32,9 +32,10 @@ MAX_TOP = 50
 MAX_CONVERSATIONS = 1000  # least recently used ones go first beyond this
 CONVERSATION_IDLE_S = 30 * 60
 MAX_HISTORY = 20  # answers kept per conversation (follow-ups read the last ones), so memory stays bounded
-# Questions answered at once. Answering is CPU work, much of it under the GIL: 16 clients on 2
-# cores got 84 requests/s with 1 worker, 110/s with 2, 125/s with 3 (scripts/load_serve.py, 15 s runs).
-WORKERS = min(4, max(2, os.cpu_count() or 2))
+# Questions one process answers at once. Answering is CPU work, much of it under the GIL: 16
+# clients on 2 cores got 84 requests/s with 1 thread, 110/s with 2, 125/s with 3 in one process
+# (scripts/load_serve.py, 15 s runs). More cores are used by more processes (`--workers`).
+THREADS = min(4, max(2, os.cpu_count() or 2))
 WEB = Path(__file__).resolve().parent / "web"
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}  # all that is served
 TOKEN_COOKIE = "qa_token"
@@ -107,10 +108,14 @@ def one_thread_encoder(index) -> None:
     """Give the index a single-threaded encoder. A server answers several questions at once, so
     parallelism comes from requests; onnxruntime's own threads only spin against them (16
     clients on 2 cores: 110 requests/s with one thread per run, 54/s with two)."""
-    from .embed import OnnxEncoder
+    from .embed import EncoderSpec, OnnxEncoder
 
-    if not (index.model_folder / "model.onnx").is_file():
-        return  # Index.encoder reports the missing export when it is first used
+    try:  # the file the export embeds with: model.int8.onnx for the shipped one, not model.onnx
+        onnx_file = index.model_folder / EncoderSpec.load(index.model_folder).onnx_file
+    except (OSError, ValueError, TypeError):
+        return  # Index.encoder reports the missing or damaged export when it is first used
+    if not onnx_file.is_file():
+        return
     encoder = index.__dict__.get("encoder")
     if encoder is None or encoder.threads != 1:
         index.__dict__["encoder"] = index._guard("model export", lambda: OnnxEncoder(index.model_folder, threads=1))
@@ -133,6 +138,10 @@ class _Chat:
     used: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     shown: int = 0  # sentences of the last answer shown so far (markers continue from here)
+    version: int = 0  # writes so far (qa.serve_chats: a write names the version it read)
+
+
+UNKNOWN_CONVERSATION = "unknown or expired conversation; start a new one by leaving out `conversation`"
 
 
 class Conversations:
@@ -157,15 +166,21 @@ class Conversations:
                 self._chats.popitem(last=False)
         return cid, chat
 
-    def get(self, cid: object) -> _Chat:
+    def get(self, cid: object, bot: Bot | None = None) -> _Chat:
+        """The conversation, marked used now (`bot` is for the shared store's interface: the
+        conversation kept here has its own)."""
         with self._lock:
             self._expire()
             chat = self._chats.get(cid) if isinstance(cid, str) else None
             if chat is None:
-                raise ApiError(404, "unknown or expired conversation; start a new one by leaving out `conversation`")
+                raise ApiError(404, UNKNOWN_CONVERSATION)
             chat.used = self.clock()
             self._chats.move_to_end(cid)
             return chat
+
+    def save(self, cid: str, chat: _Chat) -> bool:
+        """Nothing to write: the chat was changed in place, under its lock."""
+        return True
 
     def _expire(self) -> None:
         cutoff = self.clock() - self.idle
@@ -222,11 +237,14 @@ def _optional_str(data: dict, name: str) -> str | None:
     return v
 
 
-def create_app(root: Path, bot: Bot, token: str | None = None, conversations: Conversations | None = None):
-    """The Starlette application over the index folder `root`, starting from an opened `bot`."""
+def create_app(root: Path, bot: Bot, token: str | None = None, conversations=None, threads: int = THREADS):
+    """The Starlette application over the index folder `root`, starting from an opened `bot`;
+    `conversations`: a Conversations (the default) or a qa.serve_chats.SharedConversations."""
     from . import serve_api
+    from .serve_ops import Answering
 
-    return serve_api.build(LiveBot(Path(root), bot), token, Conversations() if conversations is None else conversations)
+    answering = Answering(LiveBot(Path(root), bot), Conversations() if conversations is None else conversations)
+    return serve_api.build(serve_api.ThreadBackend(answering, threads), token)
 
 
 def check_token(headers, cookies, query, token: str | None) -> None:
@@ -247,8 +265,8 @@ def error_body(e: Exception) -> dict:
 
 
 def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-        warn: Callable[[str], None] = print) -> None:
-    """`qa serve`: answer until interrupted."""
+        warn: Callable[[str], None] = print, workers: int = 1) -> None:
+    """`qa serve`: answer until interrupted, in `workers` processes (qa.serve_workers) or in this one."""
     try:
         import uvicorn
     except ImportError:
@@ -257,10 +275,20 @@ def run(root: Path, bot: Bot, host: str = "127.0.0.1", port: int = 8000, token: 
     if message:
         warn(message)
     sock = listen(host, port)
-    warm(bot)
-    config = uvicorn.Config(create_app(root, bot, token), log_level="warning", limit_concurrency=256, timeout_graceful_shutdown=5)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-    print(f"qa: serving {root} at http://{shown}:{port}/ (Ctrl-C to stop)", flush=True)
+    processes = f" with {workers} worker processes" if workers > 1 else ""
+
+    def announce() -> None:
+        print(f"qa: serving {root} at http://{shown}:{port}/{processes} (Ctrl-C to stop)", flush=True)
+
+    config_kw = {"log_level": "warning", "limit_concurrency": 256, "timeout_graceful_shutdown": 5}
+    if workers > 1:
+        from .serve_workers import run_pool
+
+        return run_pool(config_kw, root, bot, sock, token, workers, announce)
+    warm(bot)
+    config = uvicorn.Config(create_app(root, bot, token), **config_kw)
+    announce()
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 from starlette.applications import Starlette
@@ -13,11 +12,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .answer import DEFAULT_TOP
-from .errors import IndexUnusable, QAError, UsageError
+from .errors import QAError, UsageError
 from .serve import (
-    MAX_BODY_BYTES, MAX_HISTORY, MAX_TOP, SECURITY_HEADERS, STATIC, TOKEN_COOKIE, WEB, WORKERS, ApiError, Conversations, LiveBot,
-    _int, _optional_str, _question, _sentence, answer_json, ask, check_token, dumps, error_body,
+    MAX_BODY_BYTES, MAX_TOP, SECURITY_HEADERS, STATIC, THREADS, TOKEN_COOKIE, WEB, ApiError,
+    _int, _optional_str, _question, check_token, dumps, error_body,
 )
+from .serve_ops import PID, Answering
 
 MAX_SOURCES_PAGE = 10_000
 
@@ -45,33 +45,47 @@ async def _body(request: Request) -> dict:
     return data
 
 
-def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
-    import anyio.to_thread
+class ThreadBackend:
+    """Answers in threads of this process, `threads` at once (the rest wait for one to finish)."""
 
-    limiter = []  # one CapacityLimiter, made inside the event loop on first use
+    def __init__(self, answering: Answering, threads: int = THREADS) -> None:
+        self.answering, self.threads = answering, threads
+        self._limiter = None  # made inside the event loop, on first use
 
-    async def blocking(fn, *args):
-        if not limiter:
-            limiter.append(anyio.CapacityLimiter(WORKERS))
-        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter[0])
+    async def call(self, op: str, *args) -> tuple[int, bytes, str]:
+        import anyio
+        import anyio.to_thread
+
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        status, body = await anyio.to_thread.run_sync(self.answering.outcome, op, list(args), limiter=self._limiter)
+        return status, body, PID
+
+
+def build(backend, token: str | None) -> Starlette:
+    """The app; `backend.call(op, *args)` runs an operation of qa.serve_ops.Answering (in a thread
+    here, or in a worker process: qa.serve_workers.WorkerPool) and gives (status, body, pid)."""
 
     def endpoint(work, page: bool = False):
         async def handle(request: Request) -> Response:
             t0 = time.perf_counter()
+            worker = PID
             try:
                 check_token(request.headers, request.cookies, request.query_params if page else {}, token)
                 result = await work(request)
+                if isinstance(result, tuple):  # (status, body, worker) from the backend
+                    status, body, worker = result
+                    result = Response(body, status, headers=SECURITY_HEADERS, media_type="application/json")
                 response = result if isinstance(result, Response) else _json(result)
             except ApiError as e:
                 response = _json(error_body(e), e.status)
             except UsageError as e:
                 response = _json(error_body(e), 400)
-            except IndexUnusable as e:
-                response = _json(error_body(e), 503)
             except QAError as e:
                 response = _json(error_body(e), 500)
-            # Time inside the server, waiting for a worker included (the load script reads it).
+            # Time inside the server, waiting for an answering thread or worker included (the load script reads it).
             response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+            response.headers["x-qa-worker"] = worker  # which process answered (`qa serve --workers N`)
             return response
 
         return handle
@@ -80,88 +94,33 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
         data = await _body(request)
         question = _question(data)
         top = _int(data.get("top", DEFAULT_TOP), "top", 1, MAX_TOP)
-        since, until = _optional_str(data, "since"), _optional_str(data, "until")
-        return answer_json(await blocking(lambda: ask(live.current(), question, top, since, until)))
+        return await backend.call("ask", question, top, _optional_str(data, "since"), _optional_str(data, "until"))
 
     async def api_chat(request: Request):
         data = await _body(request)
         question = _question(data)
         top = _int(data["top"], "top", 1, MAX_TOP) if "top" in data else None
         cid = data.get("conversation")
-
-        def work():
-            bot = live.current()
-            cid_, chat = chats.new(bot) if cid is None else (cid, chats.get(cid))
-            with chat.lock:
-                chat.conversation.bot = bot
-                if top is not None:
-                    chat.conversation.top = top
-                answer = chat.conversation.ask(question)
-                del chat.conversation.history[:-MAX_HISTORY]
-                chat.shown = len(answer.sentences)
-            return {**answer_json(answer), "conversation": cid_}
-
-        return await blocking(work)
+        return await backend.call("chat", cid, question, top)
 
     async def api_more(request: Request):
-        data = await _body(request)
-        chat = chats.get(data.get("conversation"))
-
-        def work():
-            with chat.lock:
-                first = chat.shown + 1
-                shown = chat.conversation.more()
-                chat.shown += len(shown)
-                last = chat.conversation.history[-1] if chat.conversation.history else None
-            return {"question": last.question if last else None, "first_marker": first,
-                    "sentences": [_sentence(s) for s in shown]}
-
-        return await blocking(work)
+        return await backend.call("more", (await _body(request)).get("conversation"))
 
     async def api_reset(request: Request):
-        data = await _body(request)
-        chat = chats.get(data.get("conversation"))
-
-        def work():
-            with chat.lock:
-                chat.conversation.reset()
-                chat.shown = 0
-            return {"conversation": data["conversation"], "reset": True}
-
-        return await blocking(work)
+        return await backend.call("reset", (await _body(request)).get("conversation"))
 
     async def api_health(request: Request):
-        bot = await blocking(live.current)
-        counts = bot.index.manifest.get("counts", {})
-        return {"status": "ok", "generation": bot.index.folder.name, "articles": counts.get("documents"),
-                "sentences": counts.get("sentences"), "model": bot.index.model_id, "conversations": len(chats)}
+        return await backend.call("health")
 
     async def api_sources(request: Request):
         offset = _int(request.query_params.get("offset", 0), "offset", 0, 2**62)
         limit = _int(request.query_params.get("limit", 1000), "limit", 1, MAX_SOURCES_PAGE)
-
-        def work():  # `qa sources --json`'s objects, newest first, plus the document id
-            index = live.current().index
-            return {"total": index.manifest["counts"]["documents"], "offset": offset,
-                    "sources": [{**a.to_dict(), "doc": a.doc} for a in index.articles(offset, limit)]}
-
-        return await blocking(_readable(work))
+        return await backend.call("sources", offset, limit)
 
     async def api_paragraph(request: Request):
         doc = _int(request.query_params.get("doc"), "doc", 0, 2**62)
         paragraph = _int(request.query_params.get("paragraph"), "paragraph", 0, 2**31)
-
-        def work():
-            db = live.current().index.db
-            d = db.execute("SELECT source, title, date, url, text FROM documents WHERE id = ?", (doc,)).fetchone()
-            span = db.execute('SELECT min(start), max("end") FROM sentences WHERE doc = ? AND paragraph = ?', (doc, paragraph)).fetchone()
-            if d is None or span[0] is None:
-                raise ApiError(404, f"the index holds no paragraph {paragraph} in document {doc}")
-            start, end = span
-            return {"doc": doc, "paragraph": paragraph, "source": d[0], "title": d[1], "date": d[2], "url": d[3],
-                    "start": start, "end": end, "text": d[4][start:end]}
-
-        return await blocking(_readable(work))
+        return await backend.call("paragraph", doc, paragraph)
 
     async def page(request: Request):
         if token is not None and "token" in request.query_params:  # now checked: keep it in a cookie, off the URL
@@ -191,14 +150,3 @@ def build(live: LiveBot, token: str | None, chats: Conversations) -> Starlette:
         Route("/api/paragraph", endpoint(api_paragraph)),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-
-
-def _readable(work):
-    """A damaged meta.sqlite is an unusable index (503), like in Index._guard."""
-    def run():
-        try:
-            return work()
-        except sqlite3.Error as e:
-            raise IndexUnusable(f"index is unreadable (meta.sqlite: {e}); rebuild it with `qa index --rebuild`") from None
-
-    return run

@@ -1,13 +1,15 @@
 """Load test of `qa serve` on loopback: bounded concurrent clients, then an index switch mid-run.
 
-    python scripts/load_serve.py [--clients 16] [--seconds 60] [--work /tmp/qa-serve-load]
+    python scripts/load_serve.py [--clients 16] [--seconds 60] [--work /tmp/qa-serve-load] [--workers 1,2]
 
 Corpus: the SQuAD v1.1 dev *tune* articles (even ones), written as text files as `qa eval` does;
 questions: theirs. The server is the real `qa serve` command in its own process. Each client
 keeps one HTTP connection and sends, one after another, a mix of POST /api/ask (a random
 question) and POST /api/chat (a conversation of up to three questions about one article).
 Phases: 1 client, N clients, N clients while `qa index` commits a new generation (one article
-edited) in the middle. Only 127.0.0.1; the client count and the duration are bounded.
+edited) in the middle. `--workers 1,2` runs all the phases against `qa serve --workers 1`, then
+against a fresh `--workers 2`, back to back (compare configurations in one run on a shared
+machine); without it the server picks its default. Only 127.0.0.1; clients and duration are bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +54,7 @@ class Client(threading.Thread):
         self.server_ms: list[float] = []  # the server's own time (Server-Timing), queueing included
         self.done_at: list[float] = []
         self.errors: list[str] = []
+        self.answered_by: list[str] = []  # the worker process of each response (x-qa-worker)
 
     @property
     def deadline(self) -> float:
@@ -73,6 +77,7 @@ class Client(threading.Thread):
         if "dur=" in timing:
             self.server_ms.append(float(timing.split("dur=")[1]))
         self.done_at.append(t1)
+        self.answered_by.append(r.getheader("x-qa-worker") or "?")
         if r.status != 200:
             self.errors.append(f"{path}: {r.status} {payload[:200]!r}")
             return None
@@ -105,6 +110,23 @@ def health(port: int) -> dict:
     return body
 
 
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """CPU time (user + system) of a process and (by default) all its descendants now alive (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime+stime
+    family = {pid}
+    for _ in range(4 if descendants else 0):  # the server, its workers, their helpers
+        family |= {p for p, (ppid, _) in stats.items() if ppid in family}
+    return sum(stats[p][1] for p in family if p in stats)
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -112,7 +134,8 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[i]
 
 
-def phase(port: int, questions: dict, clients: int, seconds: float, during=None) -> dict:
+def phase(port: int, questions: dict, clients: int, seconds: float, during=None, server_pid: int | None = None) -> dict:
+    cpu0 = (cpu_seconds(server_pid) if server_pid else 0.0, time.process_time(), cpu_seconds(server_pid, False) if server_pid else 0.0)
     t0 = time.perf_counter()
     deadline = [t0 + seconds if during is None else float("inf")]
     workers = [Client(port, questions, deadline, seed=i) for i in range(clients)]
@@ -125,6 +148,9 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
     for w in workers:
         w.join()
     wall = time.perf_counter() - t0
+    server_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - cpu0[0]
+    client_cpu = time.process_time() - cpu0[1]
+    http_cpu = (cpu_seconds(server_pid, False) if server_pid else 0.0) - cpu0[2]  # the process speaking HTTP
     lat = sorted(x for w in workers for x in w.latencies)
     errors = [e for w in workers for e in w.errors]
     server = sorted(x for w in workers for x in w.server_ms)
@@ -132,6 +158,11 @@ def phase(port: int, questions: dict, clients: int, seconds: float, during=None)
            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
            "p99_ms": round(percentile(lat, 99) * 1000, 1), "max_ms": round(lat[-1] * 1000, 1) if lat else None,
            "server_p50_ms": round(percentile(server, 50), 1), "server_p95_ms": round(percentile(server, 95), 1),
+           # CPU per request, less sensitive to a busy machine than latency: the server's processes, this client's
+           "server_cpu_ms_per_request": round(server_cpu / max(1, len(lat)) * 1000, 2) if server_pid else None,
+           "of_which_http_process_cpu_ms": round(http_cpu / max(1, len(lat)) * 1000, 2) if server_pid else None,
+           "client_cpu_ms_per_request": round(client_cpu / max(1, len(lat)) * 1000, 2),
+           "requests_by_worker": sorted(Counter(x for w in workers for x in w.answered_by).values(), reverse=True),
            "errors": len(errors), "first_errors": errors[:5], **extra}
     if extra.get("commit_at") is not None:  # requests that finished after the new generation was live
         out["requests_after_commit"] = sum(t > extra["commit_at"] for w in workers for t in w.done_at)
@@ -147,6 +178,7 @@ def main() -> None:
     ap.add_argument("--squad", type=Path, default=DEFAULT_SQUAD)
     ap.add_argument("--work", type=Path, default=Path("/tmp/qa-serve-load"))
     ap.add_argument("--no-switch", action="store_true", help="skip the phase with an index commit")
+    ap.add_argument("--workers", help="qa serve --workers, or several separated by commas to compare them one after another")
     args = ap.parse_args()
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         sys.exit(f"--clients must be 1..{MAX_CLIENTS} and --seconds 1..{MAX_SECONDS}")
@@ -159,12 +191,26 @@ def main() -> None:
         questions.setdefault(q.source, []).append(q.text)
     subprocess.run(qa_cmd("index", str(articles), "--index", str(index)), check=True, env=env(), cwd=REPO, stdout=sys.stderr)
 
+    results: dict = {"machine": machine(), "cores": os.cpu_count(), "articles": len(questions), "questions": len(qs),
+                     "loadavg_before": list(os.getloadavg())}
+    configs = [int(w) for w in args.workers.split(",")] if args.workers else [None]
+    for i, workers in enumerate(configs):
+        key = "server" if workers is None else f"workers={workers}"
+        if configs.count(workers) > 1:  # e.g. --workers 1,2,1,2: alternate, keep every run
+            key += f" (run {i + 1})"
+        results[key] = serve_phases(args, index, articles, questions, workers)
+    print(json.dumps(results, indent=1))
+
+
+def serve_phases(args, index: Path, articles: Path, questions: dict, workers: int | None) -> dict:
+    """Start `qa serve` (with --workers when given), run the phases against it, stop it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(qa_cmd("serve", "--index", str(index), "--port", str(port)), env=env(), cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results: dict = {"machine": machine(), "cores": os.cpu_count(), "articles": len(questions), "questions": len(qs)}
+    extra = ["--workers", str(workers)] if workers is not None else []
+    server = subprocess.Popen(qa_cmd("serve", "--index", str(index), "--port", str(port), *extra), env=env(), cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results: dict = {}
     try:
         for _ in range(600):
             try:
@@ -174,20 +220,23 @@ def main() -> None:
                 if server.poll() is not None:
                     sys.exit(f"qa serve exited: {server.stderr.read()[-2000:]}")
                 time.sleep(0.2)
-        print(f"serving {results['health']} on port {port}", file=sys.stderr)
-        results["single"] = phase(port, questions, 1, args.single_seconds)
+        results["serving"] = server.stdout.readline().strip()  # "qa: serving ... with N worker processes ..."
+        print(f"{results['serving']}: {results['health']} on port {port}", file=sys.stderr)
+        results["single"] = phase(port, questions, 1, args.single_seconds, server_pid=server.pid)
         print(json.dumps(results["single"]), file=sys.stderr)
-        results["concurrent"] = phase(port, questions, args.clients, args.seconds)
+        results["concurrent"] = phase(port, questions, args.clients, args.seconds, server_pid=server.pid)
         print(json.dumps(results["concurrent"]), file=sys.stderr)
         if not args.no_switch:
-            results["switch"] = phase(port, questions, args.clients, args.seconds, lambda: commit_midway(port, articles, index, args.seconds))
+            results["switch"] = phase(port, questions, args.clients, args.seconds, lambda: commit_midway(port, articles, index, args.seconds),
+                                      server_pid=server.pid)
             print(json.dumps(results["switch"]), file=sys.stderr)
     finally:
         server.terminate()
         server.wait(timeout=30)
     p50 = results["single"]["p50_ms"]
     results["p95_over_single_p50"] = round(results["concurrent"]["p95_ms"] / p50, 2) if p50 else None
-    print(json.dumps(results, indent=1))
+    print(f"workers={workers}: p95 under {args.clients} clients / single-client p50 = {results['p95_over_single_p50']}", file=sys.stderr)
+    return results
 
 
 def commit_midway(port: int, articles: Path, index: Path, seconds: float) -> dict:

@@ -269,23 +269,26 @@ def test_ask_never_imports_the_server_stack(seed_index):
     assert "SERVER []" in proc.stdout and "[1]" in proc.stdout, proc.stdout
 
 
-def test_qa_serve_command_serves_the_index(seed_index):
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["default workers", "one process"])
+def test_qa_serve_command_serves_the_index(seed_index, workers):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--index", str(seed_index), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--index", str(seed_index), "--port", str(port), *workers],
                             cwd=REPO, env=qa_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
-                    health = json.loads(r.read())
+                    health, answered_by = json.loads(r.read()), r.headers["x-qa-worker"]
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
                 time.sleep(0.2)
         assert health["articles"] == 1 and health["status"] == "ok"
+        if workers:  # one process answers itself; with workers (more than one core) a worker does
+            assert answered_by == str(proc.pid)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert b'id="question"' in r.read()
     finally:
@@ -325,3 +328,21 @@ def test_listening_socket_lets_asyncio_turn_nagle_off():
     thread = ServerThread(None)
     with thread.sock:
         assert thread.sock.proto == socket.IPPROTO_TCP
+
+
+def test_the_server_embeds_questions_on_one_thread(seed_index):
+    """Concurrency comes from requests, so each question's encoder run is single-threaded. The
+    check used to look for model.onnx while the shipped export embeds with model.int8.onnx: the
+    server silently kept onnxruntime's two threads, whose spinning pool thread burned as much CPU
+    as the question itself (6.5 -> 14 ms CPU per question on a busy machine; BENCHMARKS.md)."""
+    from qa.serve import LiveBot
+
+    plain, served = Bot.open(seed_index), Bot.open(seed_index)
+    try:
+        assert plain.index.encoder.spec.onnx_file == "model.int8.onnx"  # the case the old check missed
+        LiveBot(seed_index, served)
+        assert "encoder" in served.index.__dict__ and served.index.encoder.threads == 1
+        assert served.index.encoder.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        plain.index.close()
+        served.index.close()
