@@ -154,21 +154,8 @@ class Bm25:
             empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
             return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
         spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in cols]
-        rows = np.concatenate([np.asarray(self.indices[lo:hi], dtype=np.int64) for lo, hi in spans])
-        data = np.concatenate([np.asarray(self.data[lo:hi], dtype=np.float32) for lo, hi in spans])
-        distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
-        at, seen = 0, set()
-        for t, (lo, hi) in zip(cols, spans):
-            if t not in seen:
-                distinct[at : at + hi - lo] = True
-                seen.add(t)
-            at += hi - lo
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
-        scores = np.zeros(len(uniq), dtype=np.float32)
-        np.add.at(scores, inverse, data)
-        matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
-        return (SparseScores(uniq, scores, self.num_docs), SparseScores(uniq, matches, self.num_docs), len(set(tokens)))
+        postings = [(np.asarray(self.indices[lo:hi], dtype=np.int64), np.asarray(self.data[lo:hi], dtype=np.float32)) for lo, hi in spans]
+        return _sum_postings(cols, postings, self.num_docs, len(set(tokens)))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence row for all of the query's tokens (zeros when none match)."""
@@ -192,6 +179,107 @@ class Bm25:
             if t is not None:
                 matches[self.indices[self.indptr[t] : self.indptr[t + 1]]] += 1
         return out, matches, len(set(tokens))
+
+
+def _sum_postings(cols: list[int], postings: list[tuple[np.ndarray, np.ndarray]], size: int, n_terms: int):
+    """(scores, matches, n_terms) from each query term's (rows, scores), in the order of the terms."""
+    rows = np.concatenate([r for r, _ in postings])
+    data = np.concatenate([d for _, d in postings])
+    distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
+    at, seen = 0, set()
+    for t, (r, _) in zip(cols, postings):
+        if t not in seen:
+            distinct[at : at + len(r)] = True
+            seen.add(t)
+        at += len(r)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
+    scores = np.zeros(len(uniq), dtype=np.float32)
+    np.add.at(scores, inverse, data)
+    matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
+    return SparseScores(uniq, scores, size), SparseScores(uniq, matches, size), n_terms
+
+
+class SegmentedBm25:
+    """BM25 over the live rows of several segments (index format 4), scored per question.
+
+    Each segment keeps raw term frequencies (postings) and row lengths, never scores; the scores
+    come from statistics over the live rows of the whole index (rows, total length, document
+    frequency per term: O(vocabulary)), so an update rewrites no posting. Same formula and
+    rounding as `_write` (bm25s's), so the scores equal a from-scratch index's bit for bit.
+    `segments` are (first global row, qa.segment.Segment) pairs."""
+
+    def __init__(self, vocab: dict[str, int], df: np.ndarray, rows: int, length: int, segments: list, size: int,
+                 k1: float = K1, b: float = B) -> None:
+        self.vocab, self.df, self.segments, self.num_docs = vocab, df, segments, size
+        self.live, self.avg = rows, (length / rows if rows else 1.0)
+        self.k1, self.b = k1, b
+
+    def idf(self, t: int) -> np.float32:
+        d = int(self.df[t]) if t < len(self.df) else 0
+        return np.float32(math.log(1 + (self.live - d + 0.5) / (d + 0.5)))
+
+    def term_scores(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(global rows, float32 scores) of the live rows holding term id `t`."""
+        idf, rows, data = np.float64(self.idf(t)), [], []
+        for base, seg in self.segments:
+            local, tf, lengths = seg.postings(t)
+            if len(local):
+                tf = tf.astype(np.float64)
+                norm = self.k1 * ((1 - self.b) + self.b * lengths / self.avg)
+                rows.append(local + base)
+                data.append((idf * (tf / (norm + tf))).astype(np.float32))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.concatenate(rows), np.concatenate(data)
+
+    def sparse_scores_and_matches(self, tokens: list[str]) -> tuple["SparseScores", "SparseScores", int]:
+        cols = [t for t in (self.vocab.get(tok) for tok in tokens) if t is not None]
+        if not cols:
+            empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
+            return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
+        scored = {t: self.term_scores(t) for t in set(cols)}
+        return _sum_postings(cols, [scored[t] for t in cols], self.num_docs, len(set(tokens)))
+
+    def scores_and_matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Dense over the index's row space (tombstoned rows score 0): for tests and evaluation."""
+        bm, matches, n = self.sparse_scores_and_matches(tokens)
+        out, hits = np.zeros(self.num_docs, np.float32), np.zeros(self.num_docs, np.int16)
+        out[bm.rows], hits[matches.rows] = bm.values, matches.values
+        return out, hits, n
+
+    def scores(self, query: str) -> np.ndarray:
+        return self.scores_and_matches(tokenize([query])[0])[0]
+
+
+def postings(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, rows, tf): the rows holding each term id and how often (CSC, rows ascending)."""
+    n = len(starts) - 1
+    key = terms.astype(np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
+    pairs, tf = np.unique(key, return_counts=True)
+    cols = pairs // max(n, 1)
+    indptr = np.zeros(nvocab + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=nvocab), out=indptr[1:])
+    return indptr, (pairs % max(n, 1)).astype(np.int32), tf.astype(np.int32)
+
+
+def row_terms(terms: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids of `rows` (in that order) as (terms, starts), copied with numpy."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = starts[rows + 1] - starts[rows]
+    offsets = np.repeat(starts[rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) if len(rows) else lengths
+    picked = terms[offsets + np.arange(int(lengths.sum()))] if len(rows) else terms[:0]
+    return np.asarray(picked, dtype=np.int32), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def document_frequency(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> np.ndarray:
+    """Per term id, how many rows hold it (for the index's live statistics)."""
+    indptr, _, _ = postings(terms, starts, nvocab)
+    return np.diff(indptr)
+
+
+def term_ids(token_lists: list[list[str]], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    return _term_ids(token_lists, vocab)
 
 
 class SparseScores:

@@ -51,7 +51,8 @@ def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class FolderSearch:
-    """Mixed into qa.index.Index, which provides rows, bm25, search_sentences, documents_dated."""
+    """Mixed into qa.index.Index, which provides segments, bm25, search_sentences, docs_of,
+    documents_dated. Rows are the index's (a segment's first row plus its own)."""
 
     def nearest(self, query_vec: np.ndarray, k: int, dates=None) -> np.ndarray:
         """Rows of the k nearest sentences (fewer, or -1 padding, in a small index). With `dates`
@@ -59,12 +60,13 @@ class FolderSearch:
         proportion to what the filter leaves out."""
         if not dates:
             return self.search_sentences(query_vec[None, :], k)[0][0]
-        allowed, info = self._dated(dates), self.rows
-        share = allowed[info["doc"]].mean() if len(info) else 1.0
+        allowed = self._dated(dates)
+        docs = np.concatenate([np.asarray(g.rows["doc"]) for g in self.segments])
+        share = allowed[docs].mean() if len(docs) else 1.0
         widen = int(min(MAX_WIDEN, np.ceil(1.0 / max(share, 1e-9))))
         rows = self.search_sentences(query_vec[None, :], k * widen)[0][0]
         rows = rows[rows >= 0]
-        return rows[allowed[info["doc"][rows]]][:k]
+        return rows[allowed[self.docs_of(rows)]][:k]
 
     def lexical(self, terms: list[str], k: int, dates=None) -> "FolderLexical":
         # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
@@ -72,21 +74,28 @@ class FolderSearch:
         if dates:
             from ..lexical import SparseScores
 
-            allowed = self._dated(dates)[self.rows["doc"][bm.rows]]
+            allowed = self._dated(dates)[self.docs_of(bm.rows)]
             bm = SparseScores(bm.rows, np.where(allowed, bm.values, 0).astype(bm.values.dtype), bm.size)
         return FolderLexical(bm, matches, n_terms, bm.top(k))
 
     def row_info(self, rows) -> np.ndarray:
+        """Per row: its segment's row table, neighbours and headline flag (documents never span
+        segments), in the index's numbering."""
         from . import ROW_INFO
 
-        rows = np.asarray(rows, dtype=np.int64)
-        info, n = self.rows, self.sentence_count
-        out = np.zeros(len(rows), dtype=ROW_INFO)
-        docs = out["doc"] = info["doc"][rows]
-        out["paragraph"], out["passage0"], out["passage1"] = info["paragraph"][rows], info["passage0"][rows], info["passage1"][rows]
-        out["prev"] = np.where((rows > 0) & (info["doc"][np.maximum(rows - 1, 0)] == docs), rows - 1, -1)
-        out["next"] = np.where((rows + 1 < n) & (info["doc"][np.minimum(rows + 1, n - 1)] == docs), rows + 1, -1)
-        out["headline"] = _headlines(info, rows)
+        out = np.zeros(len(np.asarray(rows).ravel()), dtype=ROW_INFO)
+        for i, g, at, local in self._split(rows, self._sbase):
+            info, n, base, pbase = g.rows, g.n, int(self._sbase[i]), int(self._pbase[i])
+            docs = info["doc"][local]
+            out["doc"][at], out["paragraph"][at] = docs, info["paragraph"][local]
+            for slot in ("passage0", "passage1"):
+                p = info[slot][local]
+                out[slot][at] = np.where(p >= 0, p + pbase, -1)
+            prev = (local > 0) & (info["doc"][np.maximum(local - 1, 0)] == docs)
+            nxt = (local + 1 < n) & (info["doc"][np.minimum(local + 1, n - 1)] == docs)
+            out["prev"][at] = np.where(prev, local - 1 + base, -1)
+            out["next"][at] = np.where(nxt, local + 1 + base, -1)
+            out["headline"][at] = _headlines(info, local)
         return out
 
     def any_dated(self, dates) -> bool:
