@@ -1,10 +1,12 @@
 """BM25 over sentences: bm25s's Lucene scores, computed and read with numpy alone.
 
-Every (term, sentence) score is precomputed into a sparse CSC matrix in bm25s's file layout, so a
-query is a sum of a few column slices. The index is written with numpy from the sentences' token
-ids (kept beside it, `terms.npy`/`starts.npy`), so an update tokenizes only new sentences; the
-scores equal bm25s's (tests/test_retrieve.py), which `qa eval`'s plain baseline still uses. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
-scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
+The index (format 4) keeps per segment each row's token ids and the postings with raw term
+frequencies; `SegmentedBm25` scores a question's terms from them and the live statistics of the
+whole index, with the same formula and rounding as bm25s (tests/test_segments.py compares an
+updated index with a rebuilt one; tests/test_retrieve.py `Bm25` with bm25s). `Bm25` is the
+precomputed-score matrix in bm25s's layout, for `qa eval`'s plain baseline and tests. Reading
+arrays directly (memory-mapped) keeps `import bm25s` - and the scipy and tqdm it pulls in, ~0.3 s
+- out of every one-shot `qa ask`.
 Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
 stopwords, Snowball-stemmed (see `_stem`). Questions are tokenized the same way, minus the words
 that only make them questions (`query_terms`).
@@ -116,21 +118,6 @@ class Bm25:
         """Tokenize every text and write the index (and its token lists, for later updates)."""
         vocab: dict[str, int] = {}
         terms, starts = _term_ids(tokenize(texts), vocab)
-        _write(folder, terms, starts, vocab, k1, b)
-
-    @classmethod
-    def update(cls, old: Path, keep_rows: np.ndarray, new_texts: Sequence[str], folder: Path, k1: float = K1, b: float = B) -> None:
-        """The index of the old index's rows `keep_rows` (in that order) followed by `new_texts`:
-        only the new texts are tokenized; the kept rows' token ids are copied with numpy.
-        The scores still change everywhere (IDF, average length), so they are recomputed, in numpy."""
-        vocab = json.loads((old / "vocab.index.json").read_text())
-        old_terms, old_starts = np.load(old / "terms.npy"), np.load(old / "starts.npy")
-        lengths = old_starts[keep_rows + 1] - old_starts[keep_rows]
-        offsets = np.repeat(old_starts[keep_rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        kept = old_terms[offsets + np.arange(int(lengths.sum()))] if len(lengths) else old_terms[:0]
-        new_terms, new_starts = _term_ids(tokenize(new_texts), vocab)
-        terms = np.concatenate([kept, new_terms])
-        starts = np.concatenate([[0], np.cumsum(lengths), int(lengths.sum()) + new_starts[1:]]).astype(np.int64)
         _write(folder, terms, starts, vocab, k1, b)
 
     @classmethod

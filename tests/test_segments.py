@@ -239,7 +239,7 @@ def test_an_ivf_segment_is_reused_and_its_tombstones_respected(tmp_path, new_ind
     index = Index.open(root)
     assert [g["index_type"] for g in index.manifest["segments"]] == [big["index_type"], "flat"]
     assert (index.folder / big["name"] / "sentences.faiss").stat().st_ino == inode
-    assert index.manifest["segments"][0]["dead"] == len(gone_texts) or index.manifest["segments"][0]["dead"] > 0
+    assert index.manifest["segments"][0]["dead"] > 0  # tombstones inside the IVF segment
     for text in list(gone_texts)[:5]:
         rows, cos = index.search_sentences(index.embed([text]), 10)
         assert all(s.text not in gone_texts for s in index.sentences_at(rows[0][rows[0] >= 0]))
