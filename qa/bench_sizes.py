@@ -108,7 +108,7 @@ def inflate(src_root: Path, out: Path, copies: int, corpus: Path, seed: int = 0)
     nvocab = len(src.bm25.vocab)
     np.save(folder / "terms.npy", terms)
     np.save(folder / "starts.npy", starts)
-    for name, array in zip(("indptr", "rows", "tf"), postings(terms, starts, nvocab)):
+    for name, array in zip(("indptr", "rows", "tf", "lengths"), postings(terms, starts, nvocab)):
         np.save(folder / f"postings.{name}.npy", array)
     shutil.copy(src.folder / "vocab.json", tmp / "vocab.json")
     np.save(tmp / "df.npy", document_frequency(terms, starts, nvocab).astype(np.int64))

@@ -239,15 +239,19 @@ class SegmentedBm25:
         return self.scores_and_matches(tokenize([query])[0])[0]
 
 
-def postings(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, rows, tf): the rows holding each term id and how often (CSC, rows ascending)."""
+def postings(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, rows, tf, lengths): the rows holding each term id (CSC, rows ascending), how often,
+    and each such row's length in tokens. The lengths are repeated per posting so that a question
+    reads them contiguously with the rows: looking them up per row touched pages all over a
+    memory-mapped file (measured +20 MB RSS in a cold `qa ask` at 1M rows)."""
     n = len(starts) - 1
-    key = terms.astype(np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
+    row_lengths = np.diff(starts)
+    key = terms.astype(np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), row_lengths)
     pairs, tf = np.unique(key, return_counts=True)
-    cols = pairs // max(n, 1)
+    cols, rows = pairs // max(n, 1), pairs % max(n, 1)
     indptr = np.zeros(nvocab + 1, dtype=np.int64)
     np.cumsum(np.bincount(cols, minlength=nvocab), out=indptr[1:])
-    return indptr, (pairs % max(n, 1)).astype(np.int32), tf.astype(np.int32)
+    return indptr, rows.astype(np.int32), tf.astype(np.int32), row_lengths[rows].astype(np.int32)
 
 
 def row_terms(terms: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +265,7 @@ def row_terms(terms: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> tuple[
 
 def document_frequency(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> np.ndarray:
     """Per term id, how many rows hold it (for the index's live statistics)."""
-    indptr, _, _ = postings(terms, starts, nvocab)
+    indptr = postings(terms, starts, nvocab)[0]
     return np.diff(indptr)
 
 

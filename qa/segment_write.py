@@ -112,7 +112,7 @@ def write_segment(folder: Path, dim: int, vocab: dict[str, int], sources: list[S
     starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     np.save(folder / "terms.npy", all_terms)
     np.save(folder / "starts.npy", starts)
-    for name, array in zip(("indptr", "rows", "tf"), postings(all_terms, starts, len(vocab))):
+    for name, array in zip(("indptr", "rows", "tf", "lengths"), postings(all_terms, starts, len(vocab))):
         np.save(folder / f"postings.{name}.npy", array)
 
     from . import ann
@@ -256,7 +256,7 @@ def write_segments(tmp: Path, old, kept: list[int], chunks: list, vectors: np.nd
     for src, g in zip(sources, old.segments):  # take the newly tombstoned rows out of the statistics
         fresh_dead = np.setdiff1d(src.dead_rows, g.dead)
         if len(fresh_dead):
-            t, st = row_terms(np.load(src.folder / "terms.npy", mmap_mode="r"), np.asarray(g.starts), fresh_dead)
+            t, st = row_terms(np.load(src.folder / "terms.npy", mmap_mode="r"), np.load(src.folder / "starts.npy"), fresh_dead)
             d, r, length = bm25_stats(t, st, len(df))
             df, stats["rows"], stats["length"] = df - d, stats["rows"] - r, stats["length"] - length
     entries: list[dict] = [dict(src.info, dead=len(src.dead_rows)) for src in sources]

@@ -242,7 +242,7 @@ def test_every_file_of_a_generation_is_guarded(seed_copy):
     seg = _segment(seed_copy).name
     must_fail = {"meta.sqlite", "manifest.json", "vocab.json", "df.npy"} | {f"{seg}/{f}" for f in (
         "meta.sqlite", "sentences.vectors.npy", "passages.vectors.npy", "sentences.ids.npy", "passages.ids.npy",
-        "sentences.rows.npy", "postings.indptr.npy", "postings.rows.npy", "postings.tf.npy", "starts.npy")}
+        "sentences.rows.npy", "postings.indptr.npy", "postings.rows.npy", "postings.tf.npy", "postings.lengths.npy")}
     gen = _live(seed_copy)
     files = sorted(p.relative_to(gen).as_posix() for p in gen.rglob("*") if p.is_file())
     assert must_fail <= set(files)
