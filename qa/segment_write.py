@@ -271,7 +271,7 @@ def write_segments(tmp: Path, old, kept: list[int], chunks: list, vectors: np.nd
         sources.append(Source(tmp / info["name"], info))
         in_tmp.add(info["name"])
     # A segment whose every document is tombstoned is simply left out.
-    keep = [i for i, (e, src) in enumerate(zip(entries, sources)) if len(src.dead_docs) < int(e.get("documents", 0)) or e["dead"] < int(e["sentences"])]
+    keep = [i for i, (e, src) in enumerate(zip(entries, sources)) if len(src.dead_docs) < int(e["documents"])]
     entries, sources = [entries[i] for i in keep], [sources[i] for i in keep]
     for run in reversed(plan_merges(entries)):  # from the end: indexes of earlier runs stay valid
         merged = write_segment(tmp / segment_name(number), dim, vocab, [sources[i] for i in run], [], vectors[:0], {}, counters)

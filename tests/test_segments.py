@@ -262,3 +262,20 @@ def test_an_index_of_format_3_is_rebuilt(tmp_path, new_index):
     proc = run_qa("index", "--index", str(root), "--json")
     assert proc.returncode == 0 and "older qa (format 3)" in proc.stderr
     assert Index.open(root).manifest["format"] == 4
+
+
+def test_a_segment_whose_documents_are_all_removed_is_left_out(tmp_path, new_index):
+    corpus = _corpus(tmp_path / "corpus", ["seed.txt", "fed_rates.txt"])
+    root = new_index()
+    build(root, [corpus])
+    _corpus(corpus, ["solar_farm.md"])
+    build(root, [corpus])
+    assert [g["name"] for g in Index.open(root).manifest["segments"]] == ["seg-000001", "seg-000002"]
+    (corpus / "solar_farm.md").unlink()
+    report = build(root, [corpus])
+    assert report.removed == 1
+    index = Index.open(root)
+    assert [(g["name"], g["dead"]) for g in index.manifest["segments"]] == [("seg-000001", 0)]
+    assert not (index.folder / "seg-000002").exists() and index.db.execute("SELECT count(*) FROM dead").fetchone() == (0,)
+    index.close()
+    _assert_same(_state(root), _rebuilt(corpus, new_index("rebuilt")))
