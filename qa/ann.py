@@ -95,17 +95,6 @@ def add_in_blocks(index: "faiss.Index", x: np.ndarray, block: int = 65_536) -> N
         index.add(np.ascontiguousarray(x[lo : lo + block], dtype=np.float32))
 
 
-def refill(path: str | os.PathLike, x: np.ndarray) -> "faiss.Index":
-    """The trained IVF at `path` emptied and filled with `x`: an update keeps the coarse centroids
-    and SQ ranges (no k-means, ~40 s at 1M) and encodes every vector from the exact float32 copy, so
-    nothing is quantised twice. Used while the collection keeps the same nlist (nlist_for)."""
-    index = faiss.read_index(str(path))
-    index.reset()
-    add_in_blocks(index, x)
-    configure_for_search(index)
-    return index
-
-
 def configure_for_search(index: "faiss.Index") -> None:
     """Set the query-time parameters chosen by measurement (a flat index has none)."""
     if isinstance(index, faiss.IndexIVF):

@@ -25,46 +25,59 @@ NOISE = 0.03
 
 
 def inflate(src_root: Path, out: Path, copies: int, corpus: Path, seed: int = 0) -> int:
-    """Write into `out` an index of `copies` copies of the index at `src_root`, over article files
-    linked into `corpus`/copy-NNN/. Returns its sentence count."""
+    """Write into `out` an index of `copies` copies of the index at `src_root` (one segment, no
+    tombstones: a fresh `qa index`), over article files linked into `corpus`/copy-NNN/, as one
+    segment, as a first `qa index` of that many articles writes it. Returns its sentence count."""
     from . import store
     from .ann import build_ann, index_type
     from .index import SCHEMA, Index
-    from .lexical import Bm25
+    from .lexical import document_frequency, postings
+    from .segment import SEGMENT_SCHEMA
 
     corpus = corpus.resolve()
     src = Index.open(src_root)
+    if len(src.segments) != 1 or len(src.segments[0].dead):
+        raise ValueError("inflate needs an index of one segment without tombstones (run `qa index --rebuild`)")
+    seg = src.segments[0]
     (root,) = src.manifest["roots"]
     old_prefix, src_dir = root["name"], Path(root["path"])
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(corpus, ignore_errors=True)
     out.mkdir(parents=True)
-    shutil.copytree(src.model_folder, out / "models" / src.model_id, copy_function=os.link)
     for r in range(copies):
         shutil.copytree(src_dir, corpus / f"copy-{r:03d}", copy_function=os.link)
 
     nxt = src.manifest["next_ids"]
-    n0, p0 = src.sentence_count, int(src.manifest["counts"]["passages"])
+    n0, p0 = seg.n, seg.npass
     tmp = store.new_generation_dir(out)
-    con = sqlite3.connect(tmp / "meta.sqlite")
-    con.executescript(SCHEMA)
-    con.execute("ATTACH DATABASE ? AS src", ((src.folder / "meta.sqlite").as_posix(),))
+    folder = tmp / "seg-000001"
+    folder.mkdir()
+    gen = sqlite3.connect(tmp / "meta.sqlite")
+    gen.executescript(SCHEMA)
+    gen.execute("ATTACH DATABASE ? AS gsrc", ((src.folder / "meta.sqlite").as_posix(),))
+    con = sqlite3.connect(folder / "meta.sqlite")
+    con.executescript(SEGMENT_SCHEMA)
+    con.execute("ATTACH DATABASE ? AS src", ((seg.folder / "meta.sqlite").as_posix(),))
     doc_cols = [c[1] for c in con.execute("PRAGMA src.table_info(documents)")]
     renamed = {"id": "id + :do", "key": ":new || substr(key, :cut)", "source": ":new || substr(source, :cut)"}
     doc_select = ", ".join(renamed.get(c, f'"{c}"') for c in doc_cols)
     for r in range(copies):
         p = {"new": f"{corpus.as_posix()}/copy-{r:03d}", "cut": len(old_prefix) + 1, "do": r * nxt["document"],
              "so": r * nxt["sentence"], "po": r * nxt["passage"], "sr": r * n0, "pr": r * p0}
-        con.execute("INSERT INTO files SELECT :new || substr(source, :cut), hash FROM src.files", p)
-        con.execute(f"INSERT INTO documents SELECT {doc_select} FROM src.documents", p)
-        con.execute('INSERT INTO sentences SELECT id + :so, doc + :do, paragraph, start, "end", text, row + :sr FROM src.sentences', p)
+        gen.execute("INSERT INTO files SELECT :new || substr(source, :cut), hash FROM gsrc.files", {k: p[k] for k in ("new", "cut")})
+        con.execute(f"INSERT INTO documents SELECT {doc_select} FROM src.documents", {k: p[k] for k in ("new", "cut", "do")})
+        con.execute('INSERT INTO sentences SELECT id + :so, doc + :do, paragraph, start, "end", text, row + :sr FROM src.sentences',
+                    {k: p[k] for k in ("so", "do", "sr")})
         con.execute('INSERT INTO passages SELECT id + :po, doc + :do, paragraph, first + :so, last + :so, start, "end", row + :pr '
-                    "FROM src.passages", p)
+                    "FROM src.passages", {k: p[k] for k in ("po", "do", "so", "pr")})
     con.commit()
+    gen.commit()
+    con.close()
+    gen.close()
 
     rng = np.random.default_rng(seed)
-    for name, base, n in (("sentences", src._sentence_matrix, n0), ("passages", src.passage_vectors[0].vectors, p0)):
-        m = np.lib.format.open_memmap(tmp / f"{name}.vectors.npy", mode="w+", dtype=np.float32, shape=(copies * n, base.shape[1]))
+    for name, base, n in (("sentences", seg.vectors, n0), ("passages", seg.pvectors, p0)):
+        m = np.lib.format.open_memmap(folder / f"{name}.vectors.npy", mode="w+", dtype=np.float32, shape=(copies * n, src.manifest["model"]["dim"]))
         for r in range(copies):
             v = np.asarray(base[np.arange(n)], dtype=np.float32)
             if r:
@@ -72,28 +85,39 @@ def inflate(src_root: Path, out: Path, copies: int, corpus: Path, seed: int = 0)
                 v /= np.linalg.norm(v, axis=1, keepdims=True)
             m[r * n : (r + 1) * n] = v
         m.flush()
-    step = {"sentences": nxt["sentence"], "passages": nxt["passage"]}
-    for name, ids in (("sentences", src.sentence_vectors[1]), ("passages", src.passage_vectors[1])):
-        np.save(tmp / f"{name}.ids.npy", np.concatenate([np.asarray(ids) + r * step[name] for r in range(copies)]))
-    rows = np.concatenate([np.asarray(src.rows).copy() for _ in range(copies)])
+        del m
+    for name, ids, step in (("sentences", seg.ids, nxt["sentence"]), ("passages", seg.pids, nxt["passage"])):
+        np.save(folder / f"{name}.ids.npy", np.concatenate([np.asarray(ids) + r * step for r in range(copies)]))
+    rows = np.concatenate([np.asarray(seg.rows).copy() for _ in range(copies)])
     for r in range(copies):
         block = rows[r * n0 : (r + 1) * n0]
         block["doc"] += r * nxt["document"]
         for slot in ("passage0", "passage1"):
             block[slot] = np.where(block[slot] >= 0, block[slot] + r * p0, -1)
-    np.save(tmp / "sentences.rows.npy", rows)
+    np.save(folder / "sentences.rows.npy", rows)
     n = copies * n0
     kind = index_type(n)
     if kind != "flat":
         import faiss
 
-        faiss.write_index(build_ann(np.load(tmp / "sentences.vectors.npy", mmap_mode="r")), str(tmp / "sentences.faiss"))
+        faiss.write_index(build_ann(np.load(folder / "sentences.vectors.npy", mmap_mode="r")), str(folder / "sentences.faiss"))
     # The copies' token ids are the source's, repeated: no text is tokenized again.
-    Bm25.update(src.folder / "bm25", np.tile(np.arange(n0), copies), [], tmp / "bm25")
-    con.close()
+    terms0, starts0 = np.load(seg.folder / "terms.npy"), np.load(seg.folder / "starts.npy")
+    terms = np.tile(terms0, copies)
+    starts = np.concatenate([[0], np.cumsum(np.tile(np.diff(starts0), copies))]).astype(np.int64)
+    nvocab = len(src.bm25.vocab)
+    np.save(folder / "terms.npy", terms)
+    np.save(folder / "starts.npy", starts)
+    for name, array in zip(("indptr", "rows", "tf", "lengths"), postings(terms, starts, nvocab)):
+        np.save(folder / f"postings.{name}.npy", array)
+    shutil.copy(src.folder / "vocab.json", tmp / "vocab.json")
+    np.save(tmp / "df.npy", document_frequency(terms, starts, nvocab).astype(np.int64))
+    info = {"name": folder.name, "sentences": n, "passages": copies * p0, "documents": copies * src.manifest["counts"]["documents"],
+            "index_type": kind, "dead": 0}
     manifest = dict(src.manifest, index_type=kind, roots=[{"path": str(corpus.resolve()), "name": corpus.as_posix()}],
                     counts={"documents": copies * src.manifest["counts"]["documents"], "sentences": n, "passages": copies * p0},
-                    next_ids={k: copies * v for k, v in nxt.items()})
+                    next_ids={k: copies * v for k, v in nxt.items()}, segments=[info], next_segment=2,
+                    bm25=dict(src.manifest["bm25"], rows=n, length=int(starts[-1])))
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     src.close()
     store.commit_generation(out, tmp)

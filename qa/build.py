@@ -23,7 +23,7 @@ from .chunk import Passage, Sentence, chunk
 from .config import default_model
 from .errors import IndexUnusable, QAError
 from .index import FORMAT_VERSION, REBUILD_HINT, SCHEMA, Index
-from .lexical import TERMS_VERSION, Bm25
+from .lexical import TERMS_VERSION
 from .roots import find_sources, live_manifest, remembered, resolve_roots
 from .ingest import SUPPORTED_SUFFIXES, Document, read_changed
 
@@ -260,8 +260,11 @@ def _old_state(old: Index | None) -> tuple[dict[str, tuple[str, list[str]]], dic
 
 
 def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progress, report, embed=None) -> dict:
-    """Write the next generation into `tmp`: old rows copied in SQL and numpy (no Python loop over
-    them), new documents chunked, embedded and appended. Returns its manifest."""
+    """Write the next generation into `tmp`: new documents chunked, embedded and written as one new
+    segment; the old segments hard-linked, with the documents not kept tombstoned (qa.segment_write).
+    Returns its manifest."""
+    from .segment_write import write_segments
+
     counters = dict(old.manifest["next_ids"]) if old else {"document": 1, "sentence": 1, "passage": 1}
 
     # Chunk and embed the new documents.
@@ -280,146 +283,41 @@ def _write_generation(tmp, old, roots, encoder, kept, fresh, file_hashes, progre
     report.embed_seconds = time.perf_counter() - t0
     report.embedded = len(distinct)
     vector_of = {t: i for i, t in enumerate(distinct)}
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(distinct), encoder.dim)
 
+    segments = write_segments(tmp, old, kept, chunks, vectors, vector_of, counters, encoder.dim)
     con = sqlite3.connect(tmp / "meta.sqlite")
     con.executescript(SCHEMA)
     con.executemany("INSERT INTO files VALUES (?, ?)", sorted(file_hashes.items()))
-
-    # Old rows of kept documents. Rows follow id order and new ids are larger than every old one,
-    # so kept rows keep their relative order and come first: new row = rank among kept rows.
-    s_old = p_old = np.zeros(0, np.int64)
-    if old and kept:
-        kept_ids = np.array(sorted(kept), dtype=np.int64)
-        s_old = np.flatnonzero(np.isin(old.rows["doc"], kept_ids))
-        con.execute("ATTACH DATABASE ? AS old", ((old.folder / "meta.sqlite").as_posix(),))
-        con.execute("CREATE TEMP TABLE kept (id INTEGER PRIMARY KEY)")
-        con.executemany("INSERT INTO kept VALUES (?)", ((int(i),) for i in kept_ids))
-        (rows_csv,) = con.execute("SELECT group_concat(row) FROM old.passages WHERE doc IN (SELECT id FROM kept)").fetchone()
-        p_old = np.sort(np.array(rows_csv.split(","), dtype=np.int64)) if rows_csv else p_old
-        con.execute("INSERT INTO documents SELECT * FROM old.documents WHERE id IN (SELECT id FROM kept)")
-        con.execute('INSERT INTO sentences SELECT id, doc, paragraph, start, "end", text, row_number() OVER (ORDER BY id) - 1 '
-                    "FROM old.sentences WHERE doc IN (SELECT id FROM kept)")
-        con.execute('INSERT INTO passages SELECT id, doc, paragraph, first, last, start, "end", row_number() OVER (ORDER BY id) - 1 '
-                    "FROM old.passages WHERE doc IN (SELECT id FROM kept)")
-        con.commit()
-        con.execute("DETACH DATABASE old")
-        ns, np_ = con.execute("SELECT (SELECT count(*) FROM sentences), (SELECT count(*) FROM passages)").fetchone()
-        if (ns, np_) != (len(s_old), len(p_old)):
-            raise IndexUnusable(f"index at {old.root} is unreadable (meta.sqlite and sentences.rows.npy disagree); {REBUILD_HINT}")
-
-    # New documents, appended after the kept rows.
-    new_sent: list[tuple] = []
-    new_pass: list[tuple] = []
-    new_sent_vec: list[int] = []
-    new_pass_vec: list[int] = []
-    new_rows: list[tuple[int, int, int, int]] = []
-    s_row, p_row = len(s_old), len(p_old)
-    for doc_id, doc, sentences, passages in chunks:
-        con.execute(
-            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, doc.key, doc.source, doc.title, doc.date, doc.url, doc.content_hash, doc.text, doc.record, doc.bom),
-        )
-        first_row, ids = s_row + len(new_sent), []
-        for s in sentences:
-            ids.append(counters["sentence"])
-            new_sent.append((counters["sentence"], doc_id, s.paragraph, s.start, s.end, s.text, first_row + len(ids) - 1))
-            new_sent_vec.append(vector_of[s.text])
-            new_rows.append([doc_id, s.paragraph, -1, -1])
-            counters["sentence"] += 1
-        for p in passages:
-            prow = p_row + len(new_pass)
-            new_pass.append((counters["passage"], doc_id, p.paragraph, ids[p.first], ids[p.last], p.start, p.end, prow))
-            new_pass_vec.append(vector_of[p.text])
-            counters["passage"] += 1
-            for r in range(p.first, p.last + 1):
-                slots = new_rows[first_row - s_row + r]
-                slots[2 if slots[2] < 0 else 3] = prow
-    con.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?, ?)", new_sent)
-    con.executemany("INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_pass)
+    con.executemany("INSERT INTO dead VALUES (?)", ((d,) for d in sorted(segments.dead_docs)))
     con.commit()
-
-    dim = encoder.dim
-    n_sent, n_pass = len(s_old) + len(new_sent), len(p_old) + len(new_pass)
-    sent_matrix = _write_vectors(tmp / "sentences.vectors.npy", old._sentence_matrix if old else None, s_old, vectors[new_sent_vec], dim)
-    _write_vectors(tmp / "passages.vectors.npy", old.passage_vectors[0].vectors if old else None, p_old, vectors[new_pass_vec], dim)
-    sent_ids = np.concatenate([np.asarray(old.sentence_vectors[1])[s_old] if old else np.zeros(0, np.int64),
-                               np.array([t[0] for t in new_sent], dtype=np.int64)])
-    pass_ids = np.concatenate([np.asarray(old.passage_vectors[1])[p_old] if old else np.zeros(0, np.int64),
-                               np.array([t[0] for t in new_pass], dtype=np.int64)])
-    np.save(tmp / "sentences.ids.npy", sent_ids)
-    np.save(tmp / "passages.ids.npy", pass_ids)
-    np.save(tmp / "sentences.rows.npy", _row_table(old, s_old, p_old, new_rows))
-
-    from .ann import build_ann, index_type, refill
-
-    kind = index_type(n_sent)
-    if kind != "flat":  # the approximate structure, built from the exact vectors
-        import faiss
-
-        same_lists = old is not None and old.manifest.get("index_type") == kind
-        ann = refill(old.folder / "sentences.faiss", sent_matrix) if same_lists else build_ann(sent_matrix)
-        faiss.write_index(ann, str(tmp / "sentences.faiss"))
-
-    (tmp / "bm25").mkdir()
-    old_terms = old.folder / "bm25" if old else None
-    if old_terms and old.manifest.get("terms") == TERMS_VERSION and (old_terms / "terms.npy").is_file():
-        Bm25.update(old_terms, s_old, [t[5] for t in new_sent], tmp / "bm25")  # only new sentences tokenized
-    else:
-        Bm25.build([t for (t,) in con.execute("SELECT text FROM sentences ORDER BY row")], tmp / "bm25")
+    counts = {k: 0 for k in ("sentences", "passages")}
+    for e in segments.entries:
+        counts["sentences"] += int(e["sentences"]) - int(e["dead"])
+    dead_passages = 0
+    for i, e in enumerate(segments.entries):
+        if e["dead"]:
+            con.execute("ATTACH DATABASE ? AS seg", ((tmp / e["name"] / "meta.sqlite").as_posix(),))
+            (k,) = con.execute("SELECT count(*) FROM seg.passages WHERE doc IN (SELECT doc FROM dead)").fetchone()
+            dead_passages += k
+            con.execute("DETACH DATABASE seg")
+    counts["passages"] = sum(int(e["passages"]) for e in segments.entries) - dead_passages
     con.close()
+    kinds = list(dict.fromkeys(e["index_type"] for e in segments.entries))
 
     manifest = {
         "format": FORMAT_VERSION,
         "terms": TERMS_VERSION,
-        "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": dim,
+        "model": {"model_id": encoder.spec.model_id, "model_path": encoder.spec.model_path, "dim": encoder.dim,
                   "onnx_file": encoder.spec.onnx_file},
         "roots": [r.to_json() for r in roots],
-        "counts": {"documents": report.documents, "sentences": n_sent, "passages": n_pass},
+        "counts": {"documents": report.documents, **counts},
         "next_ids": counters,
-        "index_type": kind,
+        "index_type": "+".join(kinds),
+        "segments": segments.entries,
+        "next_segment": segments.next_segment,
+        "bm25": segments.bm25,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
-
-
-COPY_ROWS = 65_536  # old vectors are copied in blocks: memory stays bounded at any size
-
-
-def _write_vectors(path: Path, old, old_rows: np.ndarray, new: np.ndarray, dim: int):
-    """Write kept old vectors (exact copies) then the new ones into a .npy, in blocks with plain
-    writes (a memory map would count every written page in this process's RSS: 5.5 GB at 1M).
-    Returns the file as a RowFile, for building the IVF from it."""
-    from .flat import RowFile
-
-    n = len(old_rows) + len(new)
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
-        offset = f.tell()
-        for lo in range(0, len(old_rows), COPY_ROWS):
-            f.write(np.ascontiguousarray(old[old_rows[lo : lo + COPY_ROWS]], dtype="<f4").tobytes())
-        f.write(np.ascontiguousarray(new, dtype="<f4").reshape(len(new), dim).tobytes())
-    return RowFile(str(path), (n, dim), offset)
-
-
-ROW_TABLE = np.dtype([("doc", "<i4"), ("paragraph", "<i4"), ("passage0", "<i4"), ("passage1", "<i4")])
-
-
-def _row_table(old, s_old: np.ndarray, p_old: np.ndarray, new_rows: list) -> np.ndarray:
-    """Per sentence row: its document, paragraph and up to two passage rows holding it.
-
-    Ranking reads these for ~100 candidates per question; as a memory-mapped array they cost
-    nothing at start-up. Kept rows are copied with their passage rows renumbered (numpy);
-    only the new rows are built in Python.
-    """
-    table = np.empty(len(s_old) + len(new_rows), dtype=ROW_TABLE)
-    if len(s_old):
-        kept = np.asarray(old.rows[s_old])
-        renumber = np.full(int(old.manifest["counts"]["passages"]) + 1, -1, dtype=np.int64)  # [-1] stays -1
-        renumber[p_old] = np.arange(len(p_old))
-        table[: len(s_old)] = kept
-        for slot in ("passage0", "passage1"):
-            table[slot][: len(s_old)] = renumber[kept[slot]]
-    if new_rows:
-        table[len(s_old) :] = np.array([tuple(r) for r in new_rows], dtype=ROW_TABLE)
-    return table

@@ -1,28 +1,25 @@
-"""A built index, opened read-only: vectors, BM25 and SQLite metadata of one generation.
+"""A built index, opened read-only: the segments, tombstones and BM25 statistics of one generation.
 
 Files of a generation (format documented in embeddings/README.md):
-    manifest.json        format version, model id and dimension, counts, indexed roots, next ids
-    meta.sqlite          files, documents (with full text), sentences, passages
-    sentences.vectors.npy  float32, one normalised vector per sentence row: the canonical vectors
-                         (exact search reads them memory-mapped; updates copy them, never decode them)
-    sentences.faiss      only above ann.FLAT_MAX sentences: IVF-SQ8 built from sentences.vectors.npy
-    sentences.ids.npy    sentence id of each row
-    sentences.rows.npy   per sentence row: document id, paragraph, the (up to 2) passage rows holding it
-    passages.vectors.npy one vector per passage row (read per candidate, never searched)
-    passages.ids.npy     passage id of each row
-    bm25/                bm25s index over sentence rows
-    readers.lock         readers hold a shared flock on it (see qa.store)
+    manifest.json   format version, model id and dimension, live counts, indexed roots, next ids,
+                    the segments in row order, BM25 statistics over the live rows
+    meta.sqlite     files (every indexed file and its hash), dead (tombstoned document ids)
+    vocab.json      BM25 vocabulary (token -> id, shared by every segment)
+    df.npy          per term id: live rows holding it
+    tombstones/     per segment with deleted rows: <segment>.rows.npy, <segment>.docs.npy
+    seg-NNNNNN/     immutable segments (qa/segment.py), hard links shared with other generations
+    readers.lock    readers hold a shared flock on it (see qa.store)
 
-`Index.open` opens every part at once, under the generation's reader lock, and an Index never
-changes afterwards: a writer swapping in a new generation cannot pull a file from under it.
+A row (the id a SentenceStore hands out) is a segment's first row plus the row in that segment;
+tombstoned rows are never returned. `Index.open` opens every part at once, under the generation's
+reader lock, and an Index never changes afterwards: a writer swapping in a new generation cannot
+pull a file from under it.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import sqlite3
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +30,8 @@ from . import store
 from .errors import IndexUnusable, QAError
 from .stores.folder import FolderSearch
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+MAX_ATTACHED = 10  # SQLite attaches at most 10 databases by default: the merge policy keeps fewer segments
 REBUILD_HINT = "rebuild it with `qa index --rebuild`"
 # What a damaged or truncated file raises while being read (faiss adds RuntimeError, see _ann).
 # Anything else escaping a load is a bug in qa and is left to raise as itself.
@@ -41,20 +39,7 @@ DAMAGE = (OSError, ValueError, EOFError, sqlite3.DatabaseError)
 
 SCHEMA = """
 CREATE TABLE files (source TEXT PRIMARY KEY, hash TEXT NOT NULL);
-CREATE TABLE documents (
-    id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, source TEXT NOT NULL, title TEXT NOT NULL,
-    date TEXT, url TEXT, hash TEXT NOT NULL, text TEXT NOT NULL,
-    record TEXT, bom INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE sentences (
-    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, paragraph INTEGER NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL, row INTEGER NOT NULL);
-CREATE TABLE passages (
-    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, paragraph INTEGER NOT NULL,
-    first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    row INTEGER NOT NULL);
-CREATE INDEX sentences_doc ON sentences (doc);
-CREATE INDEX sentences_row ON sentences (row);
-CREATE INDEX passages_doc ON passages (doc);
+CREATE TABLE dead (doc INTEGER PRIMARY KEY);
 """
 
 
@@ -133,35 +118,57 @@ class Index(FolderSearch):
             self.db.close()
 
     def _open_parts(self) -> None:
+        from .segment import Segment
+
+        dim, infos = int(self.manifest["model"]["dim"]), self.manifest["segments"]
         self.db = self._guard("meta.sqlite", self._open_db)
-        n, dim = self.sentence_count, int(self.manifest["model"]["dim"])
-        vectors = self._guard("sentences.vectors.npy", lambda: _vectors(self.folder / "sentences.vectors.npy", n, dim))
-        ids = self._guard("sentences.ids.npy", lambda: _ids(self.folder / "sentences.ids.npy", n))
-        from .flat import FlatVectors
+        self.segments = [Segment(self.folder / info["name"], info, dim, self._tombstones(info), self._guard) for info in infos]
+        self._sbase = np.concatenate([[0], np.cumsum([g.n for g in self.segments])]).astype(np.int64)
+        self._pbase = np.concatenate([[0], np.cumsum([g.npass for g in self.segments])]).astype(np.int64)
+        self.bm25 = self._guard("BM25 statistics", self._open_bm25)
 
-        if self.manifest.get("index_type", "flat") == "flat":
-            searchable = FlatVectors(vectors)  # the exact search scans every row: mapped
-            self._sentence_matrix = vectors
-        else:
-            searchable = self._guard("sentences.faiss", lambda: _ann(self.folder / "sentences.faiss", n), RuntimeError)
-            self._sentence_matrix = self._guard("sentences.vectors.npy", lambda: _row_file(self.folder / "sentences.vectors.npy", n, dim))
-        self.sentence_vectors = (searchable, ids)
-        npass = int(self.manifest["counts"]["passages"])
-        pvectors = self._guard("passages.vectors.npy", lambda: _row_file(self.folder / "passages.vectors.npy", npass, dim))
-        pids = self._guard("passages.ids.npy", lambda: _ids(self.folder / "passages.ids.npy", npass))
-        self.passage_vectors = (FlatVectors(pvectors), pids)
-        self.rows = self._guard("sentences.rows.npy", lambda: _rows(self.folder / "sentences.rows.npy", n))
-        from .lexical import Bm25
+    def _tombstones(self, info: dict) -> np.ndarray:
+        if not info.get("dead"):
+            return np.zeros(0, np.int64)
+        path = self.folder / "tombstones" / f"{info['name']}.rows.npy"
+        dead = self._guard(f"tombstones/{path.name}", lambda: np.load(path, allow_pickle=False))
+        if dead.dtype != np.int64 or dead.shape != (int(info["dead"]),):
+            raise IndexUnusable(f"index at {self.root} is unreadable (tombstones/{path.name} holds {dead.dtype} {dead.shape}); {REBUILD_HINT}")
+        return dead
 
-        self.bm25 = self._guard("bm25", lambda: _bm25(Bm25, self.folder / "bm25", n))
+    def _open_bm25(self):
+        from .lexical import SegmentedBm25
+
+        stats = self.manifest["bm25"]
+        vocab = json.loads((self.folder / "vocab.json").read_text())
+        df = np.load(self.folder / "df.npy", allow_pickle=False)
+        if not isinstance(vocab, dict) or df.dtype != np.int64 or df.shape != (len(vocab),):
+            raise ValueError(f"df.npy holds {df.dtype} {df.shape} for {len(vocab)} terms")
+        return SegmentedBm25(vocab, df, int(stats["rows"]), int(stats["length"]), list(zip(self._sbase.tolist(), self.segments)),
+                             int(self._sbase[-1]), float(stats["k1"]), float(stats["b"]))
 
     def _open_db(self) -> sqlite3.Connection:
+        """The generation's database with every segment's attached, and views over their live rows
+        (rows numbered as the index numbers them) for whole-index queries; per-row lookups query
+        one segment directly, by its own row (indexed)."""
         # immutable=1: a generation never changes, so SQLite takes no locks and looks for no journal.
-        uri = (self.folder / "meta.sqlite").resolve().as_uri() + "?mode=ro&immutable=1"
-        con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        (count,) = con.execute("SELECT count(*) FROM sentences").fetchone()
-        if count != self.sentence_count:
-            raise ValueError(f"{count} sentences, the manifest says {self.sentence_count}")
+        uri = lambda p: p.resolve().as_uri() + "?mode=ro&immutable=1"  # noqa: E731
+        con = sqlite3.connect(uri(self.folder / "meta.sqlite"), uri=True, check_same_thread=False)
+        con.execute("SELECT count(*) FROM dead").fetchone()
+        views: dict[str, list[str]] = {"documents": [], "sentences": [], "passages": []}
+        sbase = pbase = 0
+        for i, info in enumerate(self.manifest["segments"]):
+            con.execute(f"ATTACH DATABASE ? AS s{i}", (uri(self.folder / info["name"] / "meta.sqlite"),))
+            (count,) = con.execute(f"SELECT count(*) FROM s{i}.sentences").fetchone()
+            if count != int(info["sentences"]):
+                raise ValueError(f"{info['name']} has {count} sentences, the manifest says {info['sentences']}")
+            live = "NOT IN (SELECT doc FROM main.dead)"
+            views["documents"].append(f"SELECT * FROM s{i}.documents WHERE id {live}")
+            views["sentences"].append(f'SELECT id, doc, paragraph, start, "end", text, row + {sbase} AS row FROM s{i}.sentences WHERE doc {live}')
+            views["passages"].append(f'SELECT id, doc, paragraph, first, last, start, "end", row + {pbase} AS row FROM s{i}.passages WHERE doc {live}')
+            sbase, pbase = sbase + int(info["sentences"]), pbase + int(info["passages"])
+        for name, parts in views.items():
+            con.execute(f"CREATE TEMP VIEW {name} AS {' UNION ALL '.join(parts)}")
         return con
 
     # -- model ---------------------------------------------------------------------------------
@@ -228,48 +235,44 @@ class Index(FolderSearch):
     # -- queries -------------------------------------------------------------------------------
     @property
     def sentence_count(self) -> int:
+        """Live sentences (tombstoned ones not counted)."""
         return int(self.manifest["counts"]["sentences"])
+
+    @property
+    def row_space(self) -> int:
+        """Rows numbered in this generation, tombstoned ones included: every row is below it."""
+        return int(self._sbase[-1])
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode(texts)
 
-    def search_sentences(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosines) of the k nearest sentences for each query vector."""
-        index, _ = self.sentence_vectors
-        k = min(k, index.ntotal)
-        queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        faiss = sys.modules.get("faiss") if not hasattr(index, "vectors") else None
-        if faiss is None:
-            scores, rows = index.search(queries, k)
-            return rows, scores
-        # One question at a time does not parallelise; OpenMP spinning only costs (flat 50k:
-        # 3.0 ms on one thread vs 7.1 ms on two, measured in ../shared/notes/measurements.md).
-        # The setting is the process's, so it is put back afterwards.
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, rows = index.search(queries, k)
-        finally:
-            faiss.omp_set_num_threads(before)
-        return rows, scores
-
-    def sentence_vectors_at(self, rows) -> np.ndarray:
-        """The exact stored vectors of sentence rows (from sentences.vectors.npy, never decoded SQ8)."""
-        return np.asarray(self._sentence_matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
-
-    def passage_vectors_at(self, rows) -> np.ndarray:
-        return np.asarray(self.passage_vectors[0].vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+    def _sentence_query(self, columns: str, rows) -> list[tuple]:
+        """`columns` of sentences s joined with documents d, for rows (first column: the row);
+        tombstoned rows are left out."""
+        out = []
+        for i, g, _, local in self._split(rows, self._sbase):
+            local = np.setdiff1d(local, g.dead) if len(g.dead) else np.unique(local)
+            base = int(self._sbase[i])
+            for lo in range(0, len(local), 900):  # SQLite's default bound on parameters
+                part = [int(r) for r in local[lo : lo + 900]]
+                q = (f"SELECT s.row + {base}, {columns} FROM s{i}.sentences s JOIN s{i}.documents d ON d.id = s.doc "
+                     f"WHERE s.row IN ({','.join('?' * len(part))})")
+                out += self._guard("meta.sqlite", lambda: self.db.execute(q, part).fetchall())
+        return out
 
     def sentences_at(self, rows) -> list[StoredSentence]:
-        """Sentence metadata for FAISS/BM25 rows, in the order given."""
+        """Sentence metadata for rows, in the order given."""
         rows = [int(r) for r in rows]
         if not rows:
             return []
-        q = (
-            "SELECT s.id, s.row, s.doc, s.paragraph, s.start, s.\"end\", s.text, d.source, d.title, d.key, d.date, d.url, d.record "
-            f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
-        )
-        found = {r[1]: StoredSentence(*r) for r in self._guard("meta.sqlite", lambda: self.db.execute(q, rows).fetchall())}
+        cols = 's.id, s.row, s.doc, s.paragraph, s.start, s."end", s.text, d.source, d.title, d.key, d.date, d.url, d.record'
+        found = {}
+        try:
+            for r in self._sentence_query(cols, rows):
+                found[r[0]] = StoredSentence(*r[1:])
+                found[r[0]].row = r[0]
+        except IndexError:
+            pass  # a row beyond the index: reported as missing below
         missing = [r for r in rows if r not in found]
         if missing:  # dropping them would put features and metadata out of line
             raise IndexUnusable(f"index at {self.root} is unreadable (meta.sqlite has no sentence at rows "
@@ -280,9 +283,8 @@ class Index(FolderSearch):
         """Indexed documents, newest first (undated ones last), then by source; a page of them
         from `offset` when `limit` is given."""
         q = (
-            "SELECT d.source, d.title, d.date, d.url, count(s.id), d.record, d.id FROM documents d "
-            "LEFT JOIN sentences s ON s.doc = d.id GROUP BY d.id "
-            "ORDER BY d.date IS NULL, d.date DESC, d.source, d.id LIMIT ? OFFSET ?"
+            "SELECT d.source, d.title, d.date, d.url, (SELECT count(*) FROM sentences s WHERE s.doc = d.id), d.record, d.id "
+            "FROM documents d ORDER BY d.date IS NULL, d.date DESC, d.source, d.id LIMIT ? OFFSET ?"
         )
         rows = self._guard("meta.sqlite", lambda: self.db.execute(q, (-1 if limit is None else limit, offset)).fetchall())
         return [Article(*row) for row in rows]
@@ -302,25 +304,19 @@ class Index(FolderSearch):
         SQLite stores text as UTF-8, so the byte length of the text before a sentence is the
         length of that prefix cast to a blob; no document is read into Python.
         """
-        rows = [int(r) for r in rows]
-        if not rows:
-            return {}
-        q = (
-            "SELECT s.row, d.bom + length(CAST(substr(d.text, 1, s.start) AS BLOB)), "
-            "d.bom + length(CAST(substr(d.text, 1, s.\"end\") AS BLOB)) "
-            f"FROM sentences s JOIN documents d ON d.id = s.doc WHERE s.row IN ({','.join('?' * len(rows))})"
-        )
-        return {row: (start, end) for row, start, end in self.db.execute(q, rows)}
+        cols = 'd.bom + length(CAST(substr(d.text, 1, s.start) AS BLOB)), d.bom + length(CAST(substr(d.text, 1, s."end") AS BLOB))'
+        return {row: (start, end) for row, start, end in self._sentence_query(cols, rows)}
 
     def paragraph_text(self, doc: int, paragraph: int) -> tuple[int, int, str]:
         """(start, end, text) of a whole paragraph: from its first to its last sentence."""
-        row = self.db.execute(
-            'SELECT min(s.start), max(s."end"), d.text FROM sentences s JOIN documents d ON d.id = s.doc '
-            "WHERE s.doc = ? AND s.paragraph = ?",
-            (doc, paragraph),
-        ).fetchone()
-        start, end, text = row
-        return start, end, text[start:end]
+        if self.db.execute("SELECT 1 FROM dead WHERE doc = ?", (doc,)).fetchone() is None:
+            for i in range(len(self.segments)):
+                start, end, text = self.db.execute(
+                    f'SELECT min(s.start), max(s."end"), d.text FROM s{i}.sentences s JOIN s{i}.documents d ON d.id = s.doc '
+                    "WHERE s.doc = ? AND s.paragraph = ?", (doc, paragraph)).fetchone()
+                if start is not None:
+                    return start, end, text[start:end]
+        raise KeyError(f"no paragraph {paragraph} in document {doc}")
 
 
 def read_manifest(root: Path, folder: Path) -> dict:
@@ -333,64 +329,13 @@ def read_manifest(root: Path, folder: Path) -> dict:
         raise IndexUnusable(f"index at {root} has format {version!r}, this qa reads {FORMAT_VERSION}; {REBUILD_HINT}")
     try:
         int(manifest["counts"]["sentences"]), int(manifest["counts"]["passages"]), int(manifest["model"]["dim"])
+        int(manifest["bm25"]["rows"]), int(manifest["bm25"]["length"])
+        if not manifest["segments"] or any(not str(g["name"]).startswith("seg-") or "/" in g["name"] for g in manifest["segments"]):
+            raise ValueError("segments")
+        for g in manifest["segments"]:
+            int(g["sentences"]), int(g["passages"])
+        if len(manifest["segments"]) > MAX_ATTACHED:
+            raise ValueError(f"{len(manifest['segments'])} segments")
     except (KeyError, TypeError, ValueError) as e:
         raise IndexUnusable(f"index at {root} is unreadable (manifest: missing {e}); {REBUILD_HINT}")
     return manifest
-
-
-def _random_access(m: np.ndarray) -> np.ndarray:
-    """Tell the kernel rows are read at random: without it every page fault reads ahead (measured:
-    80 rows of a 300k-row matrix added 51 MB to a cold `qa ask`'s RSS)."""
-    raw = getattr(m, "_mmap", None)
-    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
-        raw.madvise(mmap.MADV_RANDOM)
-    return m
-
-
-def _vectors(path: Path, n: int, dim: int) -> np.ndarray:
-    """The (n, dim) float32 matrix, memory-mapped (for the exact search, which reads every row)."""
-    m = np.load(path, mmap_mode="r", allow_pickle=False)
-    if m.dtype != np.float32 or m.shape != (n, dim):
-        raise ValueError(f"holds {m.dtype} {m.shape}, expected float32 ({n}, {dim})")
-    return m
-
-
-def _row_file(path: Path, n: int, dim: int):
-    """The same matrix as a RowFile: rows read on demand, nothing mapped."""
-    from .flat import RowFile
-
-    m = _vectors(path, n, dim)  # checks the header and the file's length
-    rows = RowFile(str(path), m.shape, m.offset)
-    del m
-    return rows
-
-
-def _ids(path: Path, n: int) -> np.ndarray:
-    ids = _random_access(np.load(path, mmap_mode="r", allow_pickle=False))
-    if ids.dtype != np.int64 or ids.shape != (n,):
-        raise ValueError(f"holds {ids.dtype} {ids.shape}, expected int64 ({n},)")
-    return ids
-
-
-def _rows(path: Path, n: int) -> np.ndarray:
-    """Structured array per sentence row: doc, paragraph, passage0, passage1 (-1 = none)."""
-    rows = _random_access(np.load(path, mmap_mode="r", allow_pickle=False))
-    if rows.shape != (n,) or rows.dtype.names != ("doc", "paragraph", "passage0", "passage1"):
-        raise ValueError(f"holds {rows.dtype} {rows.shape}, expected {n} rows")
-    return rows
-
-
-def _ann(path: Path, n: int):
-    from .ann import load_ann
-
-    index = load_ann(path)
-    if index.ntotal != n:
-        raise ValueError(f"{index.ntotal} vectors, expected {n}")
-    return index
-
-
-def _bm25(cls, folder: Path, n: int):
-    bm25 = cls.load(folder)
-    if bm25.num_docs != n or not len(bm25.data) == len(bm25.indices) == int(bm25.indptr[-1]):
-        raise ValueError(f"{bm25.num_docs} rows (the index has {n}), or its postings are cut short")
-    return bm25

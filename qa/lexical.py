@@ -1,10 +1,12 @@
 """BM25 over sentences: bm25s's Lucene scores, computed and read with numpy alone.
 
-Every (term, sentence) score is precomputed into a sparse CSC matrix in bm25s's file layout, so a
-query is a sum of a few column slices. The index is written with numpy from the sentences' token
-ids (kept beside it, `terms.npy`/`starts.npy`), so an update tokenizes only new sentences; the
-scores equal bm25s's (tests/test_retrieve.py), which `qa eval`'s plain baseline still uses. Reading those arrays directly (memory-mapped) keeps `import bm25s` - and the
-scipy and tqdm it pulls in, ~0.3 s - out of every one-shot `qa ask`.
+The index (format 4) keeps per segment each row's token ids and the postings with raw term
+frequencies; `SegmentedBm25` scores a question's terms from them and the live statistics of the
+whole index, with the same formula and rounding as bm25s (tests/test_segments.py compares an
+updated index with a rebuilt one; tests/test_retrieve.py `Bm25` with bm25s). `Bm25` is the
+precomputed-score matrix in bm25s's layout, for `qa eval`'s plain baseline and tests. Reading
+arrays directly (memory-mapped) keeps `import bm25s` - and the scipy and tqdm it pulls in, ~0.3 s
+- out of every one-shot `qa ask`.
 Tokens: lowercase words of 2+ characters (scikit-learn's pattern, as bm25s), minus bm25s's English
 stopwords, Snowball-stemmed (see `_stem`). Questions are tokenized the same way, minus the words
 that only make them questions (`query_terms`).
@@ -119,21 +121,6 @@ class Bm25:
         _write(folder, terms, starts, vocab, k1, b)
 
     @classmethod
-    def update(cls, old: Path, keep_rows: np.ndarray, new_texts: Sequence[str], folder: Path, k1: float = K1, b: float = B) -> None:
-        """The index of the old index's rows `keep_rows` (in that order) followed by `new_texts`:
-        only the new texts are tokenized; the kept rows' token ids are copied with numpy.
-        The scores still change everywhere (IDF, average length), so they are recomputed, in numpy."""
-        vocab = json.loads((old / "vocab.index.json").read_text())
-        old_terms, old_starts = np.load(old / "terms.npy"), np.load(old / "starts.npy")
-        lengths = old_starts[keep_rows + 1] - old_starts[keep_rows]
-        offsets = np.repeat(old_starts[keep_rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        kept = old_terms[offsets + np.arange(int(lengths.sum()))] if len(lengths) else old_terms[:0]
-        new_terms, new_starts = _term_ids(tokenize(new_texts), vocab)
-        terms = np.concatenate([kept, new_terms])
-        starts = np.concatenate([[0], np.cumsum(lengths), int(lengths.sum()) + new_starts[1:]]).astype(np.int64)
-        _write(folder, terms, starts, vocab, k1, b)
-
-    @classmethod
     def in_memory(cls, texts: Sequence[str], k1: float = K1, b: float = B) -> "Bm25":
         model = cls._fit(texts, k1, b)
         s = model.scores
@@ -154,21 +141,8 @@ class Bm25:
             empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
             return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
         spans = [(int(self.indptr[t]), int(self.indptr[t + 1])) for t in cols]
-        rows = np.concatenate([np.asarray(self.indices[lo:hi], dtype=np.int64) for lo, hi in spans])
-        data = np.concatenate([np.asarray(self.data[lo:hi], dtype=np.float32) for lo, hi in spans])
-        distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
-        at, seen = 0, set()
-        for t, (lo, hi) in zip(cols, spans):
-            if t not in seen:
-                distinct[at : at + hi - lo] = True
-                seen.add(t)
-            at += hi - lo
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
-        scores = np.zeros(len(uniq), dtype=np.float32)
-        np.add.at(scores, inverse, data)
-        matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
-        return (SparseScores(uniq, scores, self.num_docs), SparseScores(uniq, matches, self.num_docs), len(set(tokens)))
+        postings = [(np.asarray(self.indices[lo:hi], dtype=np.int64), np.asarray(self.data[lo:hi], dtype=np.float32)) for lo, hi in spans]
+        return _sum_postings(cols, postings, self.num_docs, len(set(tokens)))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every sentence row for all of the query's tokens (zeros when none match)."""
@@ -192,6 +166,111 @@ class Bm25:
             if t is not None:
                 matches[self.indices[self.indptr[t] : self.indptr[t + 1]]] += 1
         return out, matches, len(set(tokens))
+
+
+def _sum_postings(cols: list[int], postings: list[tuple[np.ndarray, np.ndarray]], size: int, n_terms: int):
+    """(scores, matches, n_terms) from each query term's (rows, scores), in the order of the terms."""
+    rows = np.concatenate([r for r, _ in postings])
+    data = np.concatenate([d for _, d in postings])
+    distinct = np.zeros(len(rows), dtype=bool)  # the first occurrence of each term counts once
+    at, seen = 0, set()
+    for t, (r, _) in zip(cols, postings):
+        if t not in seen:
+            distinct[at : at + len(r)] = True
+            seen.add(t)
+        at += len(r)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    # Summed in float32 in the order of the terms, like the dense version, so scores are equal.
+    scores = np.zeros(len(uniq), dtype=np.float32)
+    np.add.at(scores, inverse, data)
+    matches = np.bincount(inverse[distinct], minlength=len(uniq)).astype(np.int16)
+    return SparseScores(uniq, scores, size), SparseScores(uniq, matches, size), n_terms
+
+
+class SegmentedBm25:
+    """BM25 over the live rows of several segments (index format 4), scored per question.
+
+    Each segment keeps raw term frequencies (postings) and row lengths, never scores; the scores
+    come from statistics over the live rows of the whole index (rows, total length, document
+    frequency per term: O(vocabulary)), so an update rewrites no posting. Same formula and
+    rounding as `_write` (bm25s's), so the scores equal a from-scratch index's bit for bit.
+    `segments` are (first global row, qa.segment.Segment) pairs."""
+
+    def __init__(self, vocab: dict[str, int], df: np.ndarray, rows: int, length: int, segments: list, size: int,
+                 k1: float = K1, b: float = B) -> None:
+        self.vocab, self.df, self.segments, self.num_docs = vocab, df, segments, size
+        self.live, self.avg = rows, (length / rows if rows else 1.0)
+        self.k1, self.b = k1, b
+
+    def idf(self, t: int) -> np.float32:
+        d = int(self.df[t]) if t < len(self.df) else 0
+        return np.float32(math.log(1 + (self.live - d + 0.5) / (d + 0.5)))
+
+    def term_scores(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(global rows, float32 scores) of the live rows holding term id `t`."""
+        idf, rows, data = np.float64(self.idf(t)), [], []
+        for base, seg in self.segments:
+            local, tf, lengths = seg.postings(t)
+            if len(local):
+                tf = tf.astype(np.float64)
+                norm = self.k1 * ((1 - self.b) + self.b * lengths / self.avg)
+                rows.append(local + base)
+                data.append((idf * (tf / (norm + tf))).astype(np.float32))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.concatenate(rows), np.concatenate(data)
+
+    def sparse_scores_and_matches(self, tokens: list[str]) -> tuple["SparseScores", "SparseScores", int]:
+        cols = [t for t in (self.vocab.get(tok) for tok in tokens) if t is not None]
+        if not cols:
+            empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
+            return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
+        scored = {t: self.term_scores(t) for t in set(cols)}
+        return _sum_postings(cols, [scored[t] for t in cols], self.num_docs, len(set(tokens)))
+
+    def scores_and_matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Dense over the index's row space (tombstoned rows score 0): for tests and evaluation."""
+        bm, matches, n = self.sparse_scores_and_matches(tokens)
+        out, hits = np.zeros(self.num_docs, np.float32), np.zeros(self.num_docs, np.int16)
+        out[bm.rows], hits[matches.rows] = bm.values, matches.values
+        return out, hits, n
+
+    def scores(self, query: str) -> np.ndarray:
+        return self.scores_and_matches(tokenize([query])[0])[0]
+
+
+def postings(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, rows, tf, lengths): the rows holding each term id (CSC, rows ascending), how often,
+    and each such row's length in tokens. The lengths are repeated per posting so that a question
+    reads them contiguously with the rows: looking them up per row touched pages all over a
+    memory-mapped file (measured +20 MB RSS in a cold `qa ask` at 1M rows)."""
+    n = len(starts) - 1
+    row_lengths = np.diff(starts)
+    key = terms.astype(np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), row_lengths)
+    pairs, tf = np.unique(key, return_counts=True)
+    cols, rows = pairs // max(n, 1), pairs % max(n, 1)
+    indptr = np.zeros(nvocab + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=nvocab), out=indptr[1:])
+    return indptr, rows.astype(np.int32), tf.astype(np.int32), row_lengths[rows].astype(np.int32)
+
+
+def row_terms(terms: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids of `rows` (in that order) as (terms, starts), copied with numpy."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = starts[rows + 1] - starts[rows]
+    offsets = np.repeat(starts[rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) if len(rows) else lengths
+    picked = terms[offsets + np.arange(int(lengths.sum()))] if len(rows) else terms[:0]
+    return np.asarray(picked, dtype=np.int32), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def document_frequency(terms: np.ndarray, starts: np.ndarray, nvocab: int) -> np.ndarray:
+    """Per term id, how many rows hold it (for the index's live statistics)."""
+    indptr = postings(terms, starts, nvocab)[0]
+    return np.diff(indptr)
+
+
+def term_ids(token_lists: list[list[str]], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    return _term_ids(token_lists, vocab)
 
 
 class SparseScores:

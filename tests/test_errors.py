@@ -126,6 +126,11 @@ def _live(root: Path) -> Path:
     return root / (root / "CURRENT").read_text().strip()
 
 
+def _segment(root: Path) -> Path:
+    """The live generation's (first) segment: its vectors, rows and postings."""
+    return next(_live(root).glob("seg-*"))
+
+
 def _export_file(name: str):
     def damage(root: Path) -> None:
         export = own_export(root)  # the shipped export stays intact
@@ -143,16 +148,16 @@ def _export_file(name: str):
 DAMAGE = {
     "meta.sqlite garbage": lambda root: _garble(_live(root) / "meta.sqlite"),
     "meta.sqlite truncated": lambda root: _truncate(_live(root) / "meta.sqlite"),
-    "sentence vectors garbage": lambda root: _garble(_live(root) / "sentences.vectors.npy"),
-    "sentence vectors truncated": lambda root: _truncate(_live(root) / "sentences.vectors.npy"),
-    "sentence vectors empty": lambda root: (_live(root) / "sentences.vectors.npy").write_bytes(b""),
-    "passage vectors garbage": lambda root: _garble(_live(root) / "passages.vectors.npy"),
-    "sentence ids garbage": lambda root: _garble(_live(root) / "sentences.ids.npy"),
-    "sentence ids truncated": lambda root: _truncate(_live(root) / "sentences.ids.npy"),
-    "sentence rows truncated": lambda root: _truncate(_live(root) / "sentences.rows.npy"),
-    "bm25 postings truncated": lambda root: _truncate(_live(root) / "bm25" / "data.csc.index.npy"),
+    "sentence vectors garbage": lambda root: _garble(_segment(root) / "sentences.vectors.npy"),
+    "sentence vectors truncated": lambda root: _truncate(_segment(root) / "sentences.vectors.npy"),
+    "sentence vectors empty": lambda root: (_segment(root) / "sentences.vectors.npy").write_bytes(b""),
+    "passage vectors garbage": lambda root: _garble(_segment(root) / "passages.vectors.npy"),
+    "sentence ids garbage": lambda root: _garble(_segment(root) / "sentences.ids.npy"),
+    "sentence ids truncated": lambda root: _truncate(_segment(root) / "sentences.ids.npy"),
+    "sentence rows truncated": lambda root: _truncate(_segment(root) / "sentences.rows.npy"),
+    "bm25 postings truncated": lambda root: _truncate(_segment(root) / "postings.tf.npy"),
     "manifest garbage": lambda root: _garble(_live(root) / "manifest.json"),
-    "bm25 vocabulary garbage": lambda root: _garble(_live(root) / "bm25" / "vocab.index.json"),
+    "bm25 vocabulary garbage": lambda root: _garble(_live(root) / "vocab.json"),
     "model file garbage": _export_file("model file"),
     "tokenizer garbage": _export_file("tokenizer.json"),
     "CURRENT points nowhere": _current_nowhere,
@@ -234,9 +239,10 @@ def test_rebuild_replaces_a_damaged_model_export(seed_copy, model_export, other_
 def test_every_file_of_a_generation_is_guarded(seed_copy):
     """Garbage in any file of the live generation: asking either still works or raises
     IndexUnusable with the rebuild hint - never a raw library exception."""
-    must_fail = {"meta.sqlite", "sentences.vectors.npy", "passages.vectors.npy", "sentences.ids.npy", "passages.ids.npy",
-                 "sentences.rows.npy", "manifest.json", "bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
-                 "bm25/indptr.csc.index.npy", "bm25/vocab.index.json", "bm25/params.index.json"}
+    seg = _segment(seed_copy).name
+    must_fail = {"meta.sqlite", "manifest.json", "vocab.json", "df.npy"} | {f"{seg}/{f}" for f in (
+        "meta.sqlite", "sentences.vectors.npy", "passages.vectors.npy", "sentences.ids.npy", "passages.ids.npy",
+        "sentences.rows.npy", "postings.indptr.npy", "postings.rows.npy", "postings.tf.npy", "postings.lengths.npy")}
     gen = _live(seed_copy)
     files = sorted(p.relative_to(gen).as_posix() for p in gen.rglob("*") if p.is_file())
     assert must_fail <= set(files)

@@ -204,8 +204,9 @@ def test_update_above_flat_max_copies_exact_vectors(squad_corpus, new_index, enc
     build(root, [squad_corpus])
     first = Index.open(root)
     assert first.sentence_count > ann.FLAT_MAX and first.manifest["index_type"].startswith("ivf")
-    assert (first.folder / "sentences.faiss").is_file()
-    before = {int(i): v.copy() for i, v in zip(first.sentence_vectors[1], first.sentence_vectors_at(np.arange(first.sentence_count)))}
+    big = first.folder / first.manifest["segments"][0]["name"]
+    ivf_inode = (big / "sentences.faiss").stat().st_ino
+    before = {int(i): v.copy() for i, v in zip(first.sentence_ids, first.sentence_vectors_at(np.arange(first.sentence_count)))}
     first.close()
 
     shutil.copy(CORPUS_FIXTURES / "solar_farm.md", squad_corpus / "solar_farm.md")
@@ -213,7 +214,10 @@ def test_update_above_flat_max_copies_exact_vectors(squad_corpus, new_index, enc
     assert report.added == 1 and report.unchanged == 1
     after = Index.open(root)
     assert after.manifest["index_type"].startswith("ivf")
-    ids = [int(i) for i in after.sentence_vectors[1]]
+    # The IVF segment is reused as it was (the same file), the new article is a segment of its own.
+    assert (after.folder / big.name / "sentences.faiss").stat().st_ino == ivf_inode
+    assert [g["index_type"] for g in after.manifest["segments"]] == [first.manifest["index_type"], "flat"]
+    ids = [int(i) for i in after.sentence_ids]
     vecs = after.sentence_vectors_at(np.arange(after.sentence_count))
     kept = [k for k, i in enumerate(ids) if i in before]
     assert len(kept) == len(before)
@@ -223,7 +227,7 @@ def test_update_above_flat_max_copies_exact_vectors(squad_corpus, new_index, enc
     rows = after.db.execute("SELECT row, id, text FROM sentences ORDER BY row").fetchall()
     assert [r for r, _, _ in rows] == list(range(len(ids))) and [i for _, i, _ in rows] == ids
     assert (vecs * encoder.encode([t for _, _, t in rows])).sum(axis=1).min() > 0.9999
-    assert after.bm25.num_docs == len(rows) == len(after.rows)
+    assert after.bm25.num_docs == len(rows) == len(after.rows) == after.row_space
     answer = Bot(after).ask(SOLAR_QUESTION)
     assert answer.answered and answer.sentences[0].citation.source.endswith("solar_farm.md")
 
@@ -271,10 +275,10 @@ def test_a_bug_is_not_reported_as_a_damaged_index(seed_index, monkeypatch):
     """Only what damaged files raise becomes IndexUnusable; a programming error raises as itself."""
     import qa.lexical
 
-    def broken(folder):
+    def broken(*args):
         raise TypeError("a bug in qa")
 
-    monkeypatch.setattr(qa.lexical.Bm25, "load", staticmethod(broken))
+    monkeypatch.setattr(qa.lexical.SegmentedBm25, "__init__", broken)
     with pytest.raises(TypeError, match="a bug in qa"):
         Index.open(seed_index)
 
@@ -291,7 +295,7 @@ def test_an_inflated_index_is_a_consistent_index_of_its_copied_files(seed_index,
     index = Index.open(out)
     rows = index.db.execute("SELECT row, id, text FROM sentences ORDER BY row").fetchall()
     assert [r for r, _, _ in rows] == list(range(3 * n0))
-    assert [i for _, i, _ in rows] == [int(i) for i in index.sentence_vectors[1]]
+    assert [i for _, i, _ in rows] == [int(i) for i in index.sentence_ids]
     Bm25.build([t for _, _, t in rows], tmp_path / "bm25")
     fresh = Bm25.load(tmp_path / "bm25")
     assert np.array_equal(fresh.scores("Who led the talks in London?"), index.bm25.scores("Who led the talks in London?"))
