@@ -27,6 +27,16 @@ SEED = "seeds/000_a965798dc9f0230f.txt"
 CLEAN_ARTICLES = ["fed_rates.txt", "harbor_port.txt", "solar_farm.md"]
 
 
+def squad_dev_articles() -> list[dict]:
+    """SQuAD v1.1 dev's articles from ../shared; the test is skipped where that data is absent."""
+    from qa.eval import load_json
+
+    path = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    return load_json(path)["data"]
+
+
 def qa_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell, minus anything that would point qa elsewhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_CACHE"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CORPUS_FIXTURES, REPO, json_lines, run_qa
+from conftest import CORPUS_FIXTURES, REPO, json_lines, run_qa, squad_dev_articles
 from qa import ann, segment_write
 from qa.answer import Bot
 from qa.build import build
@@ -215,10 +215,10 @@ def test_a_segment_with_many_tombstones_is_rewritten_without_them(tmp_path, new_
 def test_an_ivf_segment_is_reused_and_its_tombstones_respected(tmp_path, new_index, monkeypatch):
     """Above ann.FLAT_MAX (lowered here) a segment carries an IVF-SQ8; an update links it as it is
     and the approximate search skips its tombstoned rows."""
-    from qa.eval import load_json, write_articles
+    from qa.eval import write_articles
 
     monkeypatch.setattr(ann, "FLAT_MAX", 100)
-    data = load_json(REPO.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz")["data"]
+    data = squad_dev_articles()
     paragraphs = data[0]["paragraphs"][:40]  # tune split (even articles); ~150 sentences
     corpus = tmp_path / "corpus"
     write_articles([{"title": f"Part {i}", "paragraphs": paragraphs[i::5]} for i in range(5)], corpus)

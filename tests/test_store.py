@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CLEAN_ARTICLES, CORPUS_FIXTURES, REPO, json_lines, qa_env, run_qa
+from conftest import CLEAN_ARTICLES, CORPUS_FIXTURES, REPO, json_lines, qa_env, run_qa, squad_dev_articles
 from qa import ann
 from qa.answer import Bot
 from qa.build import build
@@ -189,9 +189,9 @@ def test_questions_in_a_loop_while_generations_are_committed(corpus, new_index):
 @pytest.fixture
 def squad_corpus(tmp_path) -> Path:
     """~150 real sentences: paragraphs of the first SQuAD dev article (tune split, even articles)."""
-    from qa.eval import load_json, write_articles
+    from qa.eval import write_articles
 
-    data = load_json(REPO.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz")["data"]
+    data = squad_dev_articles()
     article = data[0]
     folder = tmp_path / "squad"
     write_articles([{"title": article["title"], "paragraphs": article["paragraphs"][:40]}], folder)
