@@ -125,6 +125,20 @@ def prepare(articles: list[dict]) -> list[dict]:
                     gold.update(hit)
                     if k == 0 and hit:
                         first = hit[0]
+                # squad-train (rebuilt, see its README): when the answer text occurs more than once
+                # in the context, answer_start is a guess and every occurrence is listed. All of
+                # them are gold (never a negative); if they fall in different sentences the
+                # positive is unknown and the question is dropped.
+                starts = qa.get("answer_start_candidates")
+                if starts and first is not None:
+                    n = len(qa["answers"][0]["text"])
+                    firsts = set()
+                    for a0 in starts:
+                        hit = [base + i for i, (s, e) in enumerate(spans) if s < a0 + n and a0 < e]
+                        gold.update(hit)
+                        firsts.update(hit[:1])
+                    if len(firsts) > 1:
+                        continue
                 if first is None:
                     continue
                 questions.append(
@@ -153,7 +167,10 @@ def triples(articles: list[dict]) -> list[tuple[str, str, str]]:
         retriever.index(bm25s.tokenize(sents, **tok), show_progress=False)
         lowered = [s.lower() for s in sents]
         for q in art["questions"]:
-            scores = retriever.get_scores(bm25s.tokenize([q["question"]], **tok)[0])
+            terms = bm25s.tokenize([q["question"]], **tok)[0]
+            if not terms:  # only stopwords (a few train questions): no BM25 hard negative
+                continue
+            scores = retriever.get_scores(terms)
             gold = set(q["gold"])
             neg = None
             for i in np.argsort(-scores, kind="stable"):
@@ -238,10 +255,16 @@ def _top(model, hs: list[torch.Tensor], chunk: int = 16) -> torch.Tensor:
     return emb[inv]
 
 
-def train(rows: list[tuple[str, str, str]], log=print):
+def train(rows: list[tuple[str, str, str]], log=print, ckpt: Path | None = None, every: int = 100,
+          max_steps: int | None = None):
     """MNRL on the top layers. The frozen bottom is computed once per distinct text (so no dropout
-    below LAYERS[0]); each step runs only the trained layers, in length-sorted chunks (same loss
-    and gradients as one padded batch, less padding)."""
+    below LAYERS[0]; with layer 0 trained the bottom is only the embedding layer, computed per step
+    instead of held for every text); each step runs only the trained layers, in length-sorted
+    chunks (same loss and gradients as one padded batch, less padding).
+
+    ckpt: a file; every `every` steps the trained layers, optimiser, schedule and RNG state are
+    written there (atomically), and a run started again with the same rows resumes from it.
+    max_steps: stop after that many steps (a throughput probe; the schedule is still the full one)."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
@@ -255,17 +278,41 @@ def train(rows: list[tuple[str, str, str]], log=print):
     for p in params:
         p.requires_grad_(True)
     t0 = time.perf_counter()
-    texts = list(dict.fromkeys(t for r in rows for t in r))
-    cache = dict(zip(texts, _bottom(model, texts)))
-    log(f"  frozen layers cached for {len(texts)} texts in {time.perf_counter() - t0:.0f}s")
+    if LAYERS[0] == 0:
+        def bottom(texts: list[str]) -> list[torch.Tensor]:
+            return _bottom(model, texts)
+    else:
+        texts = list(dict.fromkeys(t for r in rows for t in r))
+        cache = dict(zip(texts, _bottom(model, texts)))
+        log(f"  frozen layers cached for {len(texts)} texts in {time.perf_counter() - t0:.0f}s")
+
+        def bottom(texts: list[str]) -> list[torch.Tensor]:
+            return [cache[t] for t in texts]
     loss_fn = MultipleNegativesRankingLoss(model)
     plan = [b for _ in range(EPOCHS) for b in batches(rows, BATCH)]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
     sched = get_linear_schedule_with_warmup(opt, int(WARMUP * len(plan)), len(plan))
+    key = {"rows": len(rows), "first": list(rows[0]), "layers": list(LAYERS), "epochs": EPOCHS, "batch": BATCH}
+    done = 0
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["key"] != key:
+            raise SystemExit(f"{ckpt} belongs to another run ({state['key']['rows']} rows); remove it")
+        for i in LAYERS:
+            layers[i].load_state_dict(state["layers"][i])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+        done = state["step"]
+        log(f"  resumed from {ckpt} at step {done}/{len(plan)}")
     for i in LAYERS:
         layers[i].train()  # dropout on in the trained layers
     for step, batch in enumerate(plan, 1):
-        flat = [cache[rows[i][c]] for c in range(3) for i in batch]
+        if step <= done:
+            continue
+        if max_steps is not None and step > done + max_steps:
+            break
+        flat = bottom([rows[i][c] for c in range(3) for i in batch])
         emb = _top(model, flat)
         loss = loss_fn.compute_loss_from_embeddings(list(emb.split(len(batch))), None)
         loss.backward()
@@ -275,6 +322,11 @@ def train(rows: list[tuple[str, str, str]], log=print):
         opt.zero_grad(set_to_none=True)
         if step % 10 == 0 or step == len(plan):
             log(f"  step {step}/{len(plan)} loss {loss.item():.4f} {time.perf_counter() - t0:.0f}s")
+        if ckpt is not None and (step % every == 0 or step == len(plan)):
+            state = {"key": key, "step": step, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "rng": torch.get_rng_state(), "layers": {i: layers[i].state_dict() for i in LAYERS}}
+            torch.save(state, ckpt.with_suffix(".tmp"))
+            os.replace(ckpt.with_suffix(".tmp"), ckpt)
     model.eval()
     return model, time.perf_counter() - t0
 

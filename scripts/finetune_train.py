@@ -1,0 +1,110 @@
+"""Fine-tune the bundled base all-MiniLM-L6-v2 on SQuAD v1.1 *train* questions (issue 14).
+
+Same triples and recipe as scripts/finetune.py (imported from there, not copied): positive = the
+sentence holding the answer span, hard negative = the best BM25 non-gold sentence of the same
+article that does not contain the answer text. Training data: ../shared/data/squad-train (442
+articles, 87,599 questions; disjoint from dev). Its answer_start is a guess for answers whose text
+occurs several times in the context; finetune.prepare makes every listed occurrence gold and drops
+the question when the occurrences fall in different sentences.
+
+Triples are built for every train question, shuffled once with random.Random(0) (so any prefix is a
+uniform sample across all 442 articles), and the first --triples of them are trained on; the
+pilot's 3,000 are the first 3,000 of the main run's. Training starts from the bundled base model
+(never from the shipped, tune-trained one), checkpoints every --every steps to --ckpt and resumes
+from it when started again. Model selection only on the dev tune split (data[0::2]); the held-out
+split is never read (finetune.load_tune drops it unread).
+
+    nice -n 19 python scripts/finetune_train.py --triples 3000 --eval folds --base   # the pilot
+    nice -n 19 python scripts/finetune_train.py --triples N --ckpt /tmp/ft.pt --eval tune \\
+        --out qa/weights/minilm-squad.safetensors                                     # main run
+    python scripts/finetune_train.py --triples N --layers 4,5 --probe 20   # throughput only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import finetune as ft  # noqa: E402
+
+TRAIN = Path(__file__).resolve().parent.parent.parent / "shared/data/squad-train/train-v1.1-explorer.json.gz"
+
+
+def train_triples(path: Path = TRAIN, cache: Path | None = None) -> list[tuple[str, str, str]]:
+    """Every usable train question as a triple, in the fixed shuffled order (cached as JSON)."""
+    if cache and cache.exists():
+        return [tuple(r) for r in json.loads(cache.read_text(encoding="utf-8"))]
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        articles = json.load(f)["data"]
+    prepared = ft.prepare(articles)
+    rows = ft.triples(prepared)
+    random.Random(ft.SEED).shuffle(rows)
+    print(f"{len(articles)} train articles, {sum(len(a['questions']) for a in prepared)} questions kept, "
+          f"{len(rows)} triples", flush=True)
+    if cache:
+        cache.write_text(json.dumps(rows), encoding="utf-8")
+    return rows
+
+
+def report(model, label: str, which: str) -> None:
+    tune = ft.prepare(ft.load_tune())
+    sets = {"tune-A": tune[0::2], "tune-B": tune[1::2], "tune (24)": tune}
+    names = {"tuneB": ["tune-B"], "folds": ["tune-A", "tune-B"], "tune": ["tune-A", "tune-B", "tune (24)"]}[which]
+    for name in names:
+        t0 = time.perf_counter()
+        r = ft.recall(model, sets[name])
+        print(f"  {label:<12} {name:<10} R@1 {r['R@1']:.4f}  R@5 {r['R@5']:.4f}  "
+              f"({r['questions']} questions, {r['sentences']} sentences, {time.perf_counter() - t0:.0f}s)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--triples", type=int, default=0, help="train on the first N of the shuffled triples")
+    ap.add_argument("--layers", default="0,1,2,3,4,5")
+    ap.add_argument("--ckpt", type=Path, help="checkpoint file (resumed from when it exists)")
+    ap.add_argument("--every", type=int, default=100, help="checkpoint every this many steps")
+    ap.add_argument("--probe", type=int, metavar="STEPS", help="only time this many steps, then stop")
+    ap.add_argument("--eval", choices=["none", "tuneB", "folds", "tune"], default="tuneB",
+                    help="dense R@1/R@5 on tune-B, on each tune half, or on each half and all 24")
+    ap.add_argument("--base", action="store_true", help="also evaluate the base model")
+    ap.add_argument("--out", type=Path, help="write the trained layers here (qa.weights.encode_tuned)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/qa-train-triples.json"))
+    args = ap.parse_args()
+    ft.LAYERS = tuple(int(x) for x in args.layers.split(","))
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    rows = train_triples(cache=args.cache)
+    print(f"triples ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    rows = rows[: args.triples]
+    arts = len({r[1] for r in rows})
+    print(f"training layers {ft.LAYERS} on {len(rows)} train triples ({arts} distinct positives)", flush=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.base:
+        report(ft.load_model(), "base", args.eval)
+    if not rows:  # --base alone: nothing to train
+        return
+    model, secs = ft.train(rows, log=log, ckpt=args.ckpt, every=args.every, max_steps=args.probe)
+    steps = len(ft.batches(rows, ft.BATCH))
+    print(f"training {secs:.0f}s for {len(rows)} triples ({steps} steps in the plan)", flush=True)
+    if args.probe:
+        return
+    if args.eval != "none":
+        report(model, "train-tuned", args.eval)
+    ft.print_seed(model, f"fine-tuned on {len(rows)} train triples")
+    if args.out:
+        ft.save(model, args.out, {"triples": str(len(rows)), "trained_on": "squad-train (v1.1, rebuilt)",
+                                  "training_seconds": f"{secs:.0f}"})
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
