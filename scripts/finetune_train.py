@@ -18,6 +18,7 @@ split is never read (finetune.load_tune drops it unread).
     nice -n 19 python scripts/finetune_train.py --triples N --ckpt /tmp/ft.pt --eval tune \\
         --out qa/weights/minilm-squad.safetensors                                     # main run
     python scripts/finetune_train.py --triples N --layers 4,5 --probe 20   # throughput only
+    python scripts/finetune_train.py --weights FILE --eval tune    # dense R@k of saved layers
 """
 
 from __future__ import annotations
@@ -77,10 +78,23 @@ def main() -> None:
                     help="dense R@1/R@5 on tune-B, on each tune half, or on each half and all 24")
     ap.add_argument("--base", action="store_true", help="also evaluate the base model")
     ap.add_argument("--out", type=Path, help="write the trained layers here (qa.weights.encode_tuned)")
+    ap.add_argument("--weights", type=Path, help="evaluate these saved layers (as shipped: int8 differences) and stop")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when two runs share the 2 cores)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/qa-train-triples.json"))
     args = ap.parse_args()
     ft.LAYERS = tuple(int(x) for x in args.layers.split(","))
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    if args.weights:
+        import tempfile
+
+        from sentence_transformers import SentenceTransformer
+
+        from qa.weights import materialise
+
+        with tempfile.TemporaryDirectory(prefix="qa-ft-eval-") as tmp:
+            report(SentenceTransformer(str(materialise(Path(tmp) / "m", args.weights)), device="cpu"),
+                   args.weights.stem, args.eval)
+        return
     t0 = time.perf_counter()
     rows = train_triples(cache=args.cache)
     print(f"triples ready in {time.perf_counter() - t0:.0f}s", flush=True)
