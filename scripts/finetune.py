@@ -268,7 +268,7 @@ def train(rows: list[tuple[str, str, str]], log=print, ckpt: Path | None = None,
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
-    seed_all()
+    seed_all(SEED)  # the module's SEED at call time (finetune_train.py --seed changes it)
     model = load_model()
     model.eval()
     for p in model.parameters():
@@ -289,10 +289,10 @@ def train(rows: list[tuple[str, str, str]], log=print, ckpt: Path | None = None,
         def bottom(texts: list[str]) -> list[torch.Tensor]:
             return [cache[t] for t in texts]
     loss_fn = MultipleNegativesRankingLoss(model)
-    plan = [b for _ in range(EPOCHS) for b in batches(rows, BATCH)]
+    plan = [b for _ in range(EPOCHS) for b in batches(rows, BATCH, SEED)]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
     sched = get_linear_schedule_with_warmup(opt, int(WARMUP * len(plan)), len(plan))
-    key = {"rows": len(rows), "first": list(rows[0]), "layers": list(LAYERS), "epochs": EPOCHS, "batch": BATCH}
+    key = {"rows": len(rows), "first": list(rows[0]), "layers": list(LAYERS), "epochs": EPOCHS, "batch": BATCH, "seed": SEED}
     done = 0
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
