@@ -44,6 +44,10 @@ Measured (2026-11-28, 2 cores), train tune-A (12 articles, 2921 triples) -> test
   Final artefact: all 24 tune articles, 5396 triples, 169 steps, 919 s (2 cores, partly shared);
   seed cosines 0.396 (Geneva consensus) vs 0.465 ("This London agreement").
 
+scripts/finetune_train.py trains the same recipe on SQuAD *train* (issue 14: measured, not shipped);
+`train(..., ckpt=FILE)` checkpoints and resumes, and `prepare` counts every listed offset of a
+repeated answer (train's `answer_start_candidates`) as gold.
+
     python scripts/finetune.py --folds        # 2-fold estimate, writes nothing
     python scripts/finetune.py --fold AB      # one fold (train tune-A, test tune-B); --no-base skips base
     python scripts/finetune.py --folds --no-base --save-folds /tmp/qa-folds6   # the fold models, for
