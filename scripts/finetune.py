@@ -44,6 +44,10 @@ Measured (2026-11-28, 2 cores), train tune-A (12 articles, 2921 triples) -> test
   Final artefact: all 24 tune articles, 5396 triples, 169 steps, 919 s (2 cores, partly shared);
   seed cosines 0.396 (Geneva consensus) vs 0.465 ("This London agreement").
 
+scripts/finetune_train.py trains the same recipe on SQuAD *train* (issue 14: measured, not shipped);
+`train(..., ckpt=FILE)` checkpoints and resumes, and `prepare` counts every listed offset of a
+repeated answer (train's `answer_start_candidates`) as gold.
+
     python scripts/finetune.py --folds        # 2-fold estimate, writes nothing
     python scripts/finetune.py --fold AB      # one fold (train tune-A, test tune-B); --no-base skips base
     python scripts/finetune.py --folds --no-base --save-folds /tmp/qa-folds6   # the fold models, for
@@ -125,6 +129,20 @@ def prepare(articles: list[dict]) -> list[dict]:
                     gold.update(hit)
                     if k == 0 and hit:
                         first = hit[0]
+                # squad-train (rebuilt, see its README): when the answer text occurs more than once
+                # in the context, answer_start is a guess and every occurrence is listed. All of
+                # them are gold (never a negative); if they fall in different sentences the
+                # positive is unknown and the question is dropped.
+                starts = qa.get("answer_start_candidates")
+                if starts and first is not None:
+                    n = len(qa["answers"][0]["text"])
+                    firsts = set()
+                    for a0 in starts:
+                        hit = [base + i for i, (s, e) in enumerate(spans) if s < a0 + n and a0 < e]
+                        gold.update(hit)
+                        firsts.update(hit[:1])
+                    if len(firsts) > 1:
+                        continue
                 if first is None:
                     continue
                 questions.append(
@@ -153,7 +171,10 @@ def triples(articles: list[dict]) -> list[tuple[str, str, str]]:
         retriever.index(bm25s.tokenize(sents, **tok), show_progress=False)
         lowered = [s.lower() for s in sents]
         for q in art["questions"]:
-            scores = retriever.get_scores(bm25s.tokenize([q["question"]], **tok)[0])
+            terms = bm25s.tokenize([q["question"]], **tok)[0]
+            if not terms:  # only stopwords (a few train questions): no BM25 hard negative
+                continue
+            scores = retriever.get_scores(terms)
             gold = set(q["gold"])
             neg = None
             for i in np.argsort(-scores, kind="stable"):
@@ -238,14 +259,20 @@ def _top(model, hs: list[torch.Tensor], chunk: int = 16) -> torch.Tensor:
     return emb[inv]
 
 
-def train(rows: list[tuple[str, str, str]], log=print):
+def train(rows: list[tuple[str, str, str]], log=print, ckpt: Path | None = None, every: int = 100,
+          max_steps: int | None = None):
     """MNRL on the top layers. The frozen bottom is computed once per distinct text (so no dropout
-    below LAYERS[0]); each step runs only the trained layers, in length-sorted chunks (same loss
-    and gradients as one padded batch, less padding)."""
+    below LAYERS[0]; with layer 0 trained the bottom is only the embedding layer, computed per step
+    instead of held for every text); each step runs only the trained layers, in length-sorted
+    chunks (same loss and gradients as one padded batch, less padding).
+
+    ckpt: a file; every `every` steps the trained layers, optimiser, schedule and RNG state are
+    written there (atomically), and a run started again with the same rows resumes from it.
+    max_steps: stop after that many steps (a throughput probe; the schedule is still the full one)."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
-    seed_all()
+    seed_all(SEED)  # the module's SEED at call time (finetune_train.py --seed changes it)
     model = load_model()
     model.eval()
     for p in model.parameters():
@@ -255,17 +282,41 @@ def train(rows: list[tuple[str, str, str]], log=print):
     for p in params:
         p.requires_grad_(True)
     t0 = time.perf_counter()
-    texts = list(dict.fromkeys(t for r in rows for t in r))
-    cache = dict(zip(texts, _bottom(model, texts)))
-    log(f"  frozen layers cached for {len(texts)} texts in {time.perf_counter() - t0:.0f}s")
+    if LAYERS[0] == 0:
+        def bottom(texts: list[str]) -> list[torch.Tensor]:
+            return _bottom(model, texts)
+    else:
+        texts = list(dict.fromkeys(t for r in rows for t in r))
+        cache = dict(zip(texts, _bottom(model, texts)))
+        log(f"  frozen layers cached for {len(texts)} texts in {time.perf_counter() - t0:.0f}s")
+
+        def bottom(texts: list[str]) -> list[torch.Tensor]:
+            return [cache[t] for t in texts]
     loss_fn = MultipleNegativesRankingLoss(model)
-    plan = [b for _ in range(EPOCHS) for b in batches(rows, BATCH)]
+    plan = [b for _ in range(EPOCHS) for b in batches(rows, BATCH, SEED)]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
     sched = get_linear_schedule_with_warmup(opt, int(WARMUP * len(plan)), len(plan))
+    key = {"rows": len(rows), "first": list(rows[0]), "layers": list(LAYERS), "epochs": EPOCHS, "batch": BATCH, "seed": SEED}
+    done = 0
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["key"] != key:
+            raise SystemExit(f"{ckpt} belongs to another run ({state['key']['rows']} rows); remove it")
+        for i in LAYERS:
+            layers[i].load_state_dict(state["layers"][i])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+        done = state["step"]
+        log(f"  resumed from {ckpt} at step {done}/{len(plan)}")
     for i in LAYERS:
         layers[i].train()  # dropout on in the trained layers
     for step, batch in enumerate(plan, 1):
-        flat = [cache[rows[i][c]] for c in range(3) for i in batch]
+        if step <= done:
+            continue
+        if max_steps is not None and step > done + max_steps:
+            break
+        flat = bottom([rows[i][c] for c in range(3) for i in batch])
         emb = _top(model, flat)
         loss = loss_fn.compute_loss_from_embeddings(list(emb.split(len(batch))), None)
         loss.backward()
@@ -275,6 +326,11 @@ def train(rows: list[tuple[str, str, str]], log=print):
         opt.zero_grad(set_to_none=True)
         if step % 10 == 0 or step == len(plan):
             log(f"  step {step}/{len(plan)} loss {loss.item():.4f} {time.perf_counter() - t0:.0f}s")
+        if ckpt is not None and (step % every == 0 or step == len(plan)):
+            state = {"key": key, "step": step, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "rng": torch.get_rng_state(), "layers": {i: layers[i].state_dict() for i in LAYERS}}
+            torch.save(state, ckpt.with_suffix(".tmp"))
+            os.replace(ckpt.with_suffix(".tmp"), ckpt)
     model.eval()
     return model, time.perf_counter() - t0
 

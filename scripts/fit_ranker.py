@@ -149,6 +149,20 @@ def indexed(work: Path, name: str, articles, model: Path | None = None) -> tuple
     return Index.open(work / name / "index"), questions
 
 
+def _default_encoder() -> str:
+    """What the default (shipped) encoder was trained on, from its weights' metadata."""
+    from safetensors import safe_open
+
+    from qa.weights import WEIGHTS
+
+    with safe_open(str(WEIGHTS), "np") as f:
+        meta = f.metadata() or {}
+    if "trained_on" in meta:
+        unseen = ": tune is out-of-sample for it" if meta["trained_on"].startswith("squad-train") else ""
+        return f"default encoder, fine-tuned on {meta['trained_on']} ({meta.get('triples', '?')} triples){unseen}"
+    return "default encoder"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--squad", type=Path, default=ROOT.parent / "shared/data/squad/dev-v1.1.json.gz")
@@ -249,7 +263,7 @@ def main() -> None:
             "foreign_declined_cv": round(cv_declined, 4),
             "script": "scripts/fit_ranker.py" + (" --cross-fit" if args.cross_fit else ""),
             "similarities": "out-of-fold, fine-tuned encoder (each tune half scored by the model tuned on the other)"
-            if args.cross_fit else "base encoder",
+            if args.cross_fit else _default_encoder(),
         },
     }
     args.out.write_text(json.dumps(ranker, indent=2) + "\n")
