@@ -220,12 +220,19 @@ class SegmentedBm25:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         return np.concatenate(rows), np.concatenate(data)
 
-    def sparse_scores_and_matches(self, tokens: list[str]) -> tuple["SparseScores", "SparseScores", int]:
+    def sparse_scores_and_matches(self, tokens: list[str], term_rows: dict[str, np.ndarray] | None = None
+                                  ) -> tuple["SparseScores", "SparseScores", int]:
+        """Scores over the union of the query terms' live posting rows. `term_rows`, when given, is
+        filled with each known token's rows (ascending), which the ranker's focus feature reads."""
         cols = [t for t in (self.vocab.get(tok) for tok in tokens) if t is not None]
         if not cols:
             empty = SparseScores(np.zeros(0, np.int64), np.zeros(0, np.float32), self.num_docs)
             return empty, SparseScores(empty.rows, np.zeros(0, np.int16), self.num_docs), len(set(tokens))
         scored = {t: self.term_scores(t) for t in set(cols)}
+        if term_rows is not None:
+            for tok in set(tokens):
+                if tok in self.vocab:
+                    term_rows[tok] = scored[self.vocab[tok]][0]
         return _sum_postings(cols, [scored[t] for t in cols], self.num_docs, len(set(tokens)))
 
     def scores_and_matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, int]:

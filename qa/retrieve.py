@@ -165,7 +165,7 @@ def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dat
     # Paragraph groups (document ids of a remote store are 63-bit hashes: no room to pack the paragraph in).
     paragraphs = np.unique(docs, return_inverse=True)[1].astype(np.int64) << 32 | info["paragraph"]
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, lex.best,
-                       lex.coverage(rows, texts), docs, paragraphs, texts, [m.title for m in meta])
+                       lex.coverage(rows, texts), docs, paragraphs, texts, [m.title for m in meta], lex.terms_in(rows, texts))
     return Candidates(rows, X, meta, docs)
 
 
@@ -182,12 +182,14 @@ def feature_matrix(
     paragraphs: np.ndarray,
     texts: list[str],
     titles: list[str],
+    terms: list[set[str]] | None = None,
 ) -> np.ndarray:
     """The (n, len(FEATURES)) matrix for n candidate sentences of one question.
 
     `best_bm25` is the best BM25 score over the whole collection for this question, so that the
     relative BM25 features mean the same whether the candidates were retrieved or given.
     `coverage` is the share of the question's distinct terms each sentence holds.
+    `terms` (optional): which of the question's terms each sentence holds; tokenized from `texts` if not given.
     """
     rel = bm25 / best_bm25 if best_bm25 > 0 else np.zeros_like(bm25)
     X = np.zeros((len(dense), len(FEATURES)), dtype=np.float32)
@@ -215,7 +217,8 @@ def feature_matrix(
     X[:, _F["dense_x_bm25"]] = dense * rel
     X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
     if texts:
-        X[:, _F["focus"]] = focus(q_tokens, term_sets(texts), docs, [set(title_tokens[t]) for t in titles])
+        terms = terms if terms is not None else term_sets(texts)  # the question's terms suffice
+        X[:, _F["focus"]] = focus(q_tokens, terms, docs, [set(title_tokens[t]) for t in titles])
     return X
 
 

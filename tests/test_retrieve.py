@@ -155,3 +155,17 @@ def test_the_answer_outranks_a_news_lead_that_only_restates_the_topic(tmp_path, 
     cause, count = json_lines(proc.stdout)
     assert cause["sentences"][0]["text"] == "The blaze was started by sparks from a welding torch, investigators said."
     assert count["sentences"][0]["text"].startswith("About 40 firefighters from four towns")
+
+
+def test_the_terms_a_candidate_holds_come_from_the_postings_as_from_its_text(seed_index):
+    from qa.index import Index
+    from qa.lexical import query_terms, term_sets
+
+    index = Index.open(seed_index)
+    ids = np.arange(index.sentence_count)
+    texts = [m.text for m in index.sentences_at(ids)]
+    for question in ("What did London agree?", "Which rare earth restrictions were eased?", "Who led the delegations?"):
+        terms = query_terms(question)
+        held = index.lexical(terms, 10).terms_in(ids, texts)
+        assert held == [set(terms) & t for t in term_sets(texts)]
+        assert any(held)

@@ -43,6 +43,9 @@ class LexicalHits(Protocol):
     def coverage(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
         """Share of the question's distinct terms each sentence holds (`texts` are theirs)."""
 
+    def terms_in(self, ids: np.ndarray, texts: list[str]) -> list[set[str]]:
+        """Which of the question's terms each sentence holds (`texts` are theirs)."""
+
 
 class SentenceStore(Protocol):
     manifest: dict  # model id and dimension, counts, "terms" (the tokenizer version)

@@ -22,6 +22,7 @@ class FolderLexical:
     matches: object  # lexical.SparseScores: distinct query terms per row
     n_terms: int
     top: np.ndarray
+    term_rows: dict  # query token -> the live rows holding it (ascending)
 
     @property
     def best(self) -> float:
@@ -34,6 +35,12 @@ class FolderLexical:
         """From the postings already read: no candidate text is tokenised."""
         m = self.matches[ids]
         return m.astype(np.float32) / self.n_terms if self.n_terms else np.zeros(len(m), np.float32)
+
+    def terms_in(self, ids, texts=None) -> list[set[str]]:
+        """The query's tokens each sentence holds, from the postings already read."""
+        ids = np.asarray(ids, dtype=np.int64)
+        held = {tok: np.isin(ids, rows) for tok, rows in self.term_rows.items()}
+        return [{tok for tok, has in held.items() if has[i]} for i in range(len(ids))]
 
 
 def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -151,13 +158,14 @@ class FolderSearch:
 
     def lexical(self, terms: list[str], k: int, dates=None) -> "FolderLexical":
         # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
-        bm, matches, n_terms = self.bm25.sparse_scores_and_matches(terms)
+        term_rows: dict = {}
+        bm, matches, n_terms = self.bm25.sparse_scores_and_matches(terms, term_rows)
         if dates:
             from ..lexical import SparseScores
 
             allowed = self._dated(dates)[self.docs_of(bm.rows)]
             bm = SparseScores(bm.rows, np.where(allowed, bm.values, 0).astype(bm.values.dtype), bm.size)
-        return FolderLexical(bm, matches, n_terms, bm.top(k))
+        return FolderLexical(bm, matches, n_terms, bm.top(k), term_rows)
 
     def row_info(self, rows) -> np.ndarray:
         """Per row: its segment's row table, neighbours and headline flag (documents never span

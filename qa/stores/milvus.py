@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import IndexUnusable, QAError
 from ..index import Article, StoredSentence
-from ..lexical import tokenize
+from ..lexical import term_sets, tokenize
 from . import MILVUS_TOKEN_ENV, ROW_INFO
 
 MANIFEST_KEY = "\x00qa-manifest"
@@ -289,6 +289,10 @@ class MilvusLexical:
             expr = f"id in {missing}" + (f" and ({self.expr})" if self.expr else "")
             self.found.update(self.store._bm25(self.text, len(missing), expr))
         return np.array([self.found.get(int(i), 0.0) for i in ids], dtype=np.float32)
+
+    def terms_in(self, ids, texts: list[str]) -> list[set[str]]:
+        wanted = set(self.terms)
+        return [wanted & t for t in term_sets(texts)]
 
     def coverage(self, ids, texts: list[str]) -> np.ndarray:
         wanted = set(self.terms)
