@@ -15,18 +15,10 @@ import pytest
 pytest.importorskip("starlette", reason="the serve extra is not installed (pip install -e '.[test]')")
 from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import REPO, SEED, assert_clean_error, qa_env, run_qa  # noqa: E402
+from conftest import HARBOR, REPO, SEED, SEED_QUESTION, assert_clean_error, qa_env, run_qa  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.questions import MAX_QUESTION_CHARS  # noqa: E402
 from qa.serve import MAX_BODY_BYTES, ApiError, Conversations, create_app, exposure_warning  # noqa: E402
-
-SEED_QUESTION = "What did London agree?"
-HARBOR = """Riverton Harbor Reopens After Dredging
-
-The Riverton harbor reopened to cargo ships on Monday after a six-month dredging project deepened the channel to fourteen meters.
-
-Harbor master Elena Okafor said the first vessel to dock was a grain carrier from Rotterdam.
-"""
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,12 @@ import pytest
 
 pytest.importorskip("starlette", reason="the serve extra is not installed (pip install -e '.[test]')")
 
-from conftest import REPO, qa_env, run_qa  # noqa: E402
+from conftest import HARBOR, REPO, SEED_QUESTION, qa_env, run_qa  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.serve import ApiError, Conversations, _Chat  # noqa: E402
 from qa.serve_chats import SharedConversations, chat_from_json, state_json  # noqa: E402
 
-SEED_QUESTION = "What did London agree?"
 TALKS = "Where were the talks held earlier this month?"
-HARBOR = """Riverton Harbor Reopens After Dredging
-
-The Riverton harbor reopened to cargo ships on Monday after a six-month dredging project deepened the channel to fourteen meters.
-
-Harbor master Elena Okafor said the first vessel to dock was a grain carrier from Rotterdam.
-"""
 
 
 @pytest.fixture(scope="module")
