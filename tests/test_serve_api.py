@@ -222,24 +222,6 @@ def test_a_long_conversation_keeps_a_bounded_history(seed_index, seed_bot):
         assert len(history) == MAX_HISTORY and history[-1].question == f"And what about {MAX_HISTORY + 2}?"
 
 
-def test_conversations_expire_when_idle_and_are_bounded(seed_bot):
-    now = [0.0]
-    chats = Conversations(limit=2, idle=30 * 60, clock=lambda: now[0])
-    a, _ = chats.new(seed_bot)
-    b, _ = chats.new(seed_bot)
-    chats.get(a)  # a is now the most recently used
-    c, _ = chats.new(seed_bot)  # over the limit: b (least recently used) goes
-    with pytest.raises(ApiError):
-        chats.get(b)
-    assert chats.get(a) and chats.get(c) and len(chats) == 2
-    now[0] += 29 * 60
-    chats.get(c)
-    now[0] += 2 * 60  # a idle for 31 minutes, c for 2
-    with pytest.raises(ApiError) as e:
-        chats.get(a)
-    assert e.value.status == 404 and chats.get(c) and len(chats) == 1
-
-
 def test_only_loopback_serves_without_a_warning():
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("::1", None) is None
     assert exposure_warning("localhost", None) is None

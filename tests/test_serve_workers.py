@@ -32,9 +32,12 @@ def shared(tmp_path, **kw) -> SharedConversations:
     return SharedConversations.create(tmp_path / "conversations.sqlite", **kw)
 
 
-def test_shared_conversations_expire_when_idle_and_are_bounded(seed_bot, tmp_path):
+@pytest.mark.parametrize("store", ["memory", "shared"])
+def test_conversations_expire_when_idle_and_are_bounded(seed_bot, tmp_path, store):
+    # one contract for both stores: the in-process one (--workers 1) and the shared SQLite one
     now = [0.0]
-    chats = shared(tmp_path, limit=2, idle=30 * 60, clock=lambda: now[0])
+    kw = {"limit": 2, "idle": 30 * 60, "clock": lambda: now[0]}
+    chats = Conversations(**kw) if store == "memory" else shared(tmp_path, **kw)
     a, _ = chats.new(seed_bot)
     now[0] += 1
     b, _ = chats.new(seed_bot)
