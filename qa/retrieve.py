@@ -135,7 +135,8 @@ def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dat
     `dates` (a recency.DateRange) restricts the answer to documents published in that range.
     """
     drows = index.nearest(query_vec, DENSE_K, dates or None)
-    lex = index.lexical(query_terms(query_text), LEXICAL_K, dates or None)
+    terms = query_terms(query_text)
+    lex = index.lexical(terms, LEXICAL_K, dates or None)
     rows = _union(drows, lex.top)
     info = index.row_info(rows)
     keep = ~info["headline"]
@@ -164,8 +165,10 @@ def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dat
     texts = [m.text for m in meta]
     # Paragraph groups (document ids of a remote store are 63-bit hashes: no room to pack the paragraph in).
     paragraphs = np.unique(docs, return_inverse=True)[1].astype(np.int64) << 32 | info["paragraph"]
+    held = lex.terms_in(rows, texts)  # which question terms each candidate holds: coverage and focus
+    coverage = _coverage(np.array([len(h) for h in held], dtype=np.int64), len(set(terms)))
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, lex.best,
-                       lex.coverage(rows, texts), docs, paragraphs, texts, [m.title for m in meta], lex.terms_in(rows, texts))
+                       coverage, docs, paragraphs, texts, [m.title for m in meta], held)
     return Candidates(rows, X, meta, docs)
 
 
@@ -208,7 +211,7 @@ def feature_matrix(
     X[:, _F["coverage"]] = coverage
     q_tokens = set(query_terms(question))
     distinct_titles = list(dict.fromkeys(titles))
-    title_tokens = dict(zip(distinct_titles, tokenize(distinct_titles))) if titles else {}
+    title_tokens = {t: set(tokens) for t, tokens in zip(distinct_titles, tokenize(distinct_titles))}
     qtype = question_type(question)
     for i, (text, title) in enumerate(zip(texts, titles)):
         X[i, _F["title"]] = title_coverage(q_tokens, title_tokens[title])
@@ -218,7 +221,7 @@ def feature_matrix(
     X[:, _F["dense_x_coverage"]] = dense * X[:, _F["coverage"]]
     if texts:
         terms = terms if terms is not None else term_sets(texts)  # the question's terms suffice
-        X[:, _F["focus"]] = focus(q_tokens, terms, docs, [set(title_tokens[t]) for t in titles])
+        X[:, _F["focus"]] = focus(q_tokens, terms, docs, [title_tokens[t] for t in titles])
     return X
 
 

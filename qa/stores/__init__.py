@@ -40,9 +40,6 @@ class LexicalHits(Protocol):
     def scores(self, ids: np.ndarray) -> np.ndarray:
         """BM25 score of each id (0 where none of the terms occurs, or outside the date filter)."""
 
-    def coverage(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
-        """Share of the question's distinct terms each sentence holds (`texts` are theirs)."""
-
     def terms_in(self, ids: np.ndarray, texts: list[str]) -> list[set[str]]:
         """Which of the question's terms each sentence holds (`texts` are theirs)."""
 

@@ -19,8 +19,6 @@ class FolderLexical:
     """BM25 hits of one question from the folder's sparse scores (qa.stores.LexicalHits)."""
 
     bm: object  # lexical.SparseScores
-    matches: object  # lexical.SparseScores: distinct query terms per row
-    n_terms: int
     top: np.ndarray
     term_rows: dict  # query token -> the live rows holding it (ascending)
 
@@ -30,11 +28,6 @@ class FolderLexical:
 
     def scores(self, ids) -> np.ndarray:
         return self.bm[ids]
-
-    def coverage(self, ids, texts=None) -> np.ndarray:
-        """From the postings already read: no candidate text is tokenised."""
-        m = self.matches[ids]
-        return m.astype(np.float32) / self.n_terms if self.n_terms else np.zeros(len(m), np.float32)
 
     def terms_in(self, ids, texts=None) -> list[set[str]]:
         """The query's tokens each sentence holds, from the postings already read."""
@@ -159,13 +152,13 @@ class FolderSearch:
     def lexical(self, terms: list[str], k: int, dates=None) -> "FolderLexical":
         # Sparse: only the rows the query's terms occur in (no per-question array of the collection's size).
         term_rows: dict = {}
-        bm, matches, n_terms = self.bm25.sparse_scores_and_matches(terms, term_rows)
+        bm, _, _ = self.bm25.sparse_scores_and_matches(terms, term_rows)
         if dates:
             from ..lexical import SparseScores
 
             allowed = self._dated(dates)[self.docs_of(bm.rows)]
             bm = SparseScores(bm.rows, np.where(allowed, bm.values, 0).astype(bm.values.dtype), bm.size)
-        return FolderLexical(bm, matches, n_terms, bm.top(k), term_rows)
+        return FolderLexical(bm, bm.top(k), term_rows)
 
     def row_info(self, rows) -> np.ndarray:
         """Per row: its segment's row table, neighbours and headline flag (documents never span

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import IndexUnusable, QAError
 from ..index import Article, StoredSentence
-from ..lexical import term_sets, tokenize
+from ..lexical import term_sets
 from . import MILVUS_TOKEN_ENV, ROW_INFO
 
 MANIFEST_KEY = "\x00qa-manifest"
@@ -294,8 +294,3 @@ class MilvusLexical:
         wanted = set(self.terms)
         return [wanted & t for t in term_sets(texts)]
 
-    def coverage(self, ids, texts: list[str]) -> np.ndarray:
-        wanted = set(self.terms)
-        if not wanted:
-            return np.zeros(len(texts), np.float32)
-        return np.array([len(wanted & set(t)) / len(wanted) for t in tokenize(texts)], dtype=np.float32)
