@@ -11,6 +11,7 @@ import numpy as np
 from .index import StoredSentence
 from .stores import SentenceStore
 from .questions import clean_question
+from .rerank import shipped_cross_encoder
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
 from .slots import demote_conflicts
@@ -136,6 +137,11 @@ class Bot:
             self._blas = ThreadpoolController()  # finds the loaded BLAS libraries once
         return self._blas.limit(limits=1, user_api="blas")
 
+    def _threads(self) -> int | None:
+        """The reranker runs with as many threads as the index's encoder (one in `qa serve`)."""
+        encoder = getattr(self.index, "__dict__", {}).get("encoder")
+        return getattr(encoder, "threads", None)
+
     @property
     def display_floor(self) -> float:
         """The `floor` the terminal uses: weaker secondary sentences are not shown to a reader."""
@@ -184,7 +190,11 @@ class Bot:
         if self.ranker.slot_demotion != 1.0:
             scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
-        best = self.ranker.answerability(cands.features, scores, cands.docs)
+        reranker = None
+        if self.ranker.reranker_top:  # the cross-encoder's judgment of the best few: answered at all?
+            best_few = [cands.meta[i].text for i in order[: self.ranker.reranker_top]]
+            reranker = shipped_cross_encoder(self._threads()).logits(reading, best_few)
+        best = self.ranker.answerability(cands.features, scores, cands.docs, reranker)
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:

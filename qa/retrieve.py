@@ -44,10 +44,15 @@ _F = {name: i for i, name in enumerate(FEATURES)}
 # - No absolute BM25 score: its IDF part grows with the number of sentences, so a fit on a
 #   2,400-sentence index declined 4-7 % of answerable questions on 12-paragraph collections of
 #   tune articles, 1-5 % without it. Word coverage carries the lexical evidence instead.
-ANSWERABILITY_FEATURES = (
+# - "reranker_best" / "reranker_first": the cross-encoder's logits (qa.rerank) for the ranker's
+#   `reranker_top` best candidates (their maximum, and the first's). It judges one pair at a time,
+#   so it does not grow with the collection; it declines 5-8 points more foreign questions at every
+#   size (BENCHMARKS.md, issue 14).
+RANKER_ANSWERABILITY_FEATURES = (
     "top_probability", "max_dense", "max_passage", "max_coverage", "top_coverage", "top_title", "top_dense",
     "top_documents",
 )
+ANSWERABILITY_FEATURES = RANKER_ANSWERABILITY_FEATURES + ("reranker_best", "reranker_first")
 
 
 @dataclass
@@ -71,13 +76,16 @@ class Ranker:
 
     weights: list[float]  # one per name in FEATURES
     bias: float
-    answerability_weights: list[float]  # one per name in ANSWERABILITY_FEATURES
+    answerability_weights: list[float]  # one per name in ANSWERABILITY_FEATURES (RANKER_... if reranker_top is 0)
     answerability_bias: float
     threshold: float  # answer only when answerability reaches this
     floor: float  # the terminal does not show secondary sentences with a lower probability
     # A sentence whose key slot conflicts with the question's (another year, quarter or numbered
     # name, qa/slots.py) has its probability multiplied by this (1: off); chosen on tune (issue 14).
     slot_demotion: float = 1.0
+    # The answerability model reads the reranker's logits for this many of the best candidates
+    # (0: no reranker runs, and the model reads RANKER_ANSWERABILITY_FEATURES).
+    reranker_top: int = 0
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
 
@@ -96,10 +104,13 @@ class Ranker:
     def score(self, features: np.ndarray) -> np.ndarray:
         return _sigmoid(features @ np.asarray(self.weights, dtype=np.float32) + self.bias)
 
-    def answerability(self, features: np.ndarray, scores: np.ndarray, docs: np.ndarray) -> float:
+    def answerability(self, features: np.ndarray, scores: np.ndarray, docs: np.ndarray,
+                      reranker: np.ndarray | None = None) -> float:
+        """`reranker`: the cross-encoder's logits of the `reranker_top` best candidates by `scores`,
+        best first (read only when `reranker_top` is set)."""
         if not len(scores):
             return 0.0
-        x = answerability_features(features, scores, docs)
+        x = answerability_features(features, scores, docs, reranker if self.reranker_top else None)
         return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
 
 
@@ -107,14 +118,19 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray) -> np.ndarray:
+def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray,
+                           reranker: np.ndarray | None = None) -> np.ndarray:
+    """RANKER_ANSWERABILITY_FEATURES, followed by the two reranker ones when its logits are given."""
     best = np.argsort(-scores, kind="stable")[:10]
     top = int(best[0])
-    return np.array([
+    ranker_evidence = [
         scores[top], X[:, _F["dense"]].max(), X[:, _F["passage"]].max(), X[:, _F["coverage"]].max(),
         X[top, _F["coverage"]], X[top, _F["title"]], X[top, _F["dense"]],
         np.log(len(np.unique(docs[best]))),
-    ], dtype=np.float64)
+    ]
+    if reranker is not None:
+        ranker_evidence += [reranker.max(), reranker[0]]
+    return np.array(ranker_evidence, dtype=np.float64)
 
 
 def _coverage(matches: np.ndarray, n_terms: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Offline, on scripts/size_abstention.py's saved candidates (features with focus: refit_focus
 --out-work, default /tmp/q14f; sentence texts: /tmp/q14): per question, the shipped ranker's
---top best candidates get a reranker logit (the exported int8 model, run by scripts/cross_encoder.py;
+--top best candidates get a reranker logit (the exported int8 model, run by qa/rerank.py;
 cached per stage in --cache). Then, for each K <= --top and mixing weight w, the K best are
 re-ordered by ranker logit + w * reranker logit and R@1 / R@3 / MRR are counted over the
 questions (ranking only: no abstention). The weight is chosen by 2-fold cross-validation over
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cross_encoder import CrossEncoder  # noqa: E402
+from qa.rerank import CrossEncoder  # noqa: E402
 from qa.retrieve import Ranker  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1e6)

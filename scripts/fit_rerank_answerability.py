@@ -17,7 +17,7 @@ of the fitting half's own questions, median over the fit sizes); sizes not in --
 fitted on. Reranker logits come from scripts/eval_reranker.py's cache (run it first for every size
 with the same --top).
 
-    python scripts/fit_rerank_answerability.py --reranker /tmp/ce/l3-export --top 5 --k 2 --fit 1,24,48
+    python scripts/fit_rerank_answerability.py --reranker /tmp/ce/l6-export --top 2 --k 2 --fit 1,24,48 --out qa/ranker.json
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5, help="reranker features over the ranker's best K (<= --top)")
     ap.add_argument("--fit", default="1,24,48")
     ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--out", type=Path, default=None, help="write qa/ranker.json with the +reranker model fitted on both halves here")
     args = ap.parse_args()
     args.limit, args.threads = 0, 2
     ranker = Ranker.default()
@@ -126,6 +127,25 @@ def main() -> None:
             res["490 fresh train own"] = (float(np.mean(fresh_answered)), float("nan"))
         report[kind] = res
         print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
+        if args.out and kind == "+reranker":  # qa's ANSWERABILITY_FEATURES, fitted on both halves
+            own_all = np.vstack([feats[s]["own"] for s in fit_sizes])
+            for_all = np.vstack([feats[s]["foreign"] for s in fit_sizes])
+            aw, ab = fit_logistic(own_all[~np.isnan(own_all).any(1)], for_all[~np.isnan(for_all).any(1)])
+            t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"], nan=-1e9) @ aw + ab), 1 - OWN_ANSWERED)
+                                 for s in fit_sizes]))
+            shipped = json.loads((ROOT / "qa/ranker.json").read_text())
+            shipped.update(answerability_weights=[round(float(x), 6) for x in aw], answerability_bias=round(ab, 6),
+                           threshold=round(t, 6), reranker_top=args.k)
+            shipped["fitted"]["answerability"] = {
+                "script": f"scripts/fit_rerank_answerability.py --reranker {args.reranker} --top {args.top} --k {args.k} --fit {args.fit}",
+                "features": "ANSWERABILITY_FEATURES (qa/retrieve.py): the ranker's evidence and the reranker's logits",
+                "own": "dev tune questions (the encoder was fine-tuned on them: their similarities are inflated)",
+                "foreign": "questions of reserved SQuAD train articles, never indexed",
+                "sizes": fit_sizes,
+                "threshold_rule": f"answers {OWN_ANSWERED:.1%} of own questions (median over the sizes)",
+                "cross_fitted_own_answered_foreign_declined": {s: [round(a, 4), round(f, 4)] for s, (a, f) in res.items()},
+            }
+            args.out.write_text(json.dumps(shipped, indent=2) + "\n")
     print(json.dumps(report))
 
 

@@ -6,7 +6,7 @@ about the shipped seed article (the index in ./embeddings, as the README's first
 it) and prints how many each model answers, and every question's answerability. Needs
 eval_reranker.py's cached reranker logits and the exported reranker (--reranker).
 
-    python scripts/seed_answerability.py [--reranker /tmp/ce/l3-export]
+    python scripts/seed_answerability.py [--reranker /tmp/ce/l3-export] [--top 5]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cross_encoder import CrossEncoder  # noqa: E402
+from qa.rerank import CrossEncoder  # noqa: E402
 from eval_reranker import reranked  # noqa: E402
 from fit_rerank_answerability import OWN_ANSWERED, features, fit_logistic  # noqa: E402
 from size_table import sigmoid, stage_groups  # noqa: E402
@@ -59,8 +59,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14f"))
     ap.add_argument("--texts", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ce/cache"))
+    ap.add_argument("--top", type=int, default=5, help="the cached logits' --top (>= 2)")
     cli = ap.parse_args()
-    args = SimpleNamespace(**vars(cli), top=5, limit=0, threads=2)
+    args = SimpleNamespace(**vars(cli), limit=0, threads=2)
     ranker = Ranker.default()
     data = {s: {label: (stage_groups(args.work, s, label), reranked(args, ranker, s, label)) for label in ("own", "foreign")}
             for s in ("1", "24", "48")}

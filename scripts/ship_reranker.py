@@ -1,4 +1,4 @@
-"""Export a reranker trained by scripts/train_reranker.py to ONNX int8 (scripts/cross_encoder.py reads it).
+"""Export a reranker trained by scripts/train_reranker.py to ONNX int8 (qa/rerank.py reads it).
 
 Writes, into --out: model.int8.onnx (per-channel dynamic int8, as
 the encoder), tokenizer.json (the bundled base model's), reranker.json (what it is), and
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_reranker import MAX_TOKENS, CrossEncoder as TorchCrossEncoder, tokenizer  # noqa: E402
-from cross_encoder import SPEC_FILE, CrossEncoder  # noqa: E402
+from qa.rerank import SPEC_FILE, CrossEncoder  # noqa: E402
 
 # Reference pairs: the seed question against two seed sentences, and news-style pairs.
 REFERENCE = [

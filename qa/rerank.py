@@ -1,18 +1,32 @@
-"""Run an exported cross-encoder (scripts/ship_reranker.py) with onnxruntime + tokenizers, no torch.
+"""The cross-encoder reranker: reads the question and one candidate sentence together and says how
+well the sentence answers it.
 
-Issue 14's reranker experiments read it (scripts/eval_reranker.py, scripts/fit_rerank_answerability.py).
-Nothing in qa/ uses a cross-encoder: re-ordering by it and an answerability model reading it were
-measured and not shipped (BENCHMARKS.md, "A cross-encoder trained on train").
+The ranker (qa.retrieve) scores each candidate from features computed separately for question and
+sentence (cosines, BM25, word overlap). A cross-encoder attends across both texts and judges one
+(question, sentence) pair at a time, so its judgment does not depend on how many other articles
+the collection holds. It runs on the ranker's best candidates only (`reranker_top` in
+qa/ranker.json: 2; ~4 ms a pair for the shipped 6-layer int8 model on one core), and the
+answerability model reads its logits: does the collection answer the question at all (issue 14;
+BENCHMARKS.md, "A cross-encoder reranker trained on train"). Re-ordering the candidates by it was
+measured and not shipped (+0.2 to +0.7 points of R@1 on tune).
+
+The shipped model (qa/weights/reranker/, made by scripts/train_reranker.py and
+scripts/ship_reranker.py) is the bundled base MiniLM with a linear head on the mean token vector,
+trained on 8,000 SQuAD *train* questions against the shipped pipeline's own best wrong candidates.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .errors import QAError
+
+SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "reranker"
 SPEC_FILE = "reranker.json"
 
 
@@ -50,3 +64,12 @@ class CrossEncoder:
         }
         return self.session.run(None, {name: arrays[name] for name in self.inputs})[0].astype(np.float32)
 
+
+
+@lru_cache(maxsize=4)
+def shipped_cross_encoder(threads: int | None = None) -> CrossEncoder:
+    """The shipped reranker, loaded once per process and thread count: every Bot and every index
+    generation shares it."""
+    if not (SHIPPED_RERANKER / SPEC_FILE).is_file():
+        raise QAError(f"the reranker weights are missing from {SHIPPED_RERANKER}; reinstall qa")
+    return CrossEncoder(SHIPPED_RERANKER, threads)

@@ -1,0 +1,78 @@
+"""The cross-encoder reranker (qa/rerank.py): the shipped model file and how the answerability model reads it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SEED_QUESTION, qa_env
+from qa.rerank import SHIPPED_RERANKER, shipped_cross_encoder
+
+
+def test_shipped_reranker_loads_offline_without_torch_and_matches_its_reference():
+    """The int8 file gives the logits recorded when it was exported (scripts/ship_reranker.py),
+    in a process that imports no torch and is told to stay offline."""
+    code = (
+        "import json, sys\n"
+        "from qa.rerank import shipped_cross_encoder, SHIPPED_RERANKER\n"
+        "ref = json.loads((SHIPPED_RERANKER / 'reference.json').read_text())\n"
+        "m = shipped_cross_encoder(1)\n"
+        "print(json.dumps([float(m.logits(q, [s])[0]) for q, s in ref['pairs']]))\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env=qa_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = np.array(json.loads(proc.stdout))
+    ref = json.loads((SHIPPED_RERANKER / "reference.json").read_text())
+    np.testing.assert_allclose(got, ref["int8"], atol=1e-3)
+    # the int8 export keeps the fp32 model's judgment of these pairs
+    assert np.corrcoef(ref["int8"], ref["fp32"])[0, 1] > 0.98
+
+
+def test_a_sentence_that_answers_beats_one_that_only_shares_the_topic():
+    m = shipped_cross_encoder(1)
+    pairs = [
+        ("How many people died in the storm?",
+         "The storm killed at least 14 people along the coast, officials said on Wednesday.",
+         "The storm brought up to 40 centimetres of snow to the mountains, officials said on Wednesday."),
+        ("Who signed the budget?",
+         "The budget was signed by Mayor Ana Ruiz on Tuesday.",
+         "The budget was debated for three hours on Tuesday."),
+    ]
+    for question, answers, restates in pairs:
+        right, wrong = m.logits(question, [answers, restates])
+        assert right > wrong, question
+
+
+def test_a_question_longer_than_the_reranker_window_is_cut_not_an_error():
+    assert shipped_cross_encoder(1).logits("why " * 3000, ["A sentence.", "Another one."]).shape == (2,)
+
+
+def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_index):
+    """The answerability model reads the reranker's logits for the ranker's best candidates: the
+    Bot's score is that model's output, and weaker reranker evidence lowers it."""
+    from qa.answer import Bot
+    from qa.index import Index
+    from qa.recency import search_text
+    from qa.retrieve import ANSWERABILITY_FEATURES, answerability_features, candidates
+
+    bot = Bot(Index.open(seed_index))
+    assert bot.ranker.reranker_top == 2  # shipped on
+    assert len(bot.ranker.answerability_weights) == len(ANSWERABILITY_FEATURES)
+    answer = bot.ask(SEED_QUESTION)
+    assert answer.answered and "London" in answer.sentences[0].text
+    search = search_text(SEED_QUESTION)
+    cands = candidates(bot.index, bot.index.embed([search])[0], search)
+    scores = bot.ranker.score(cands.features)
+    best = np.argsort(-scores, kind="stable")[:2]
+    logits = shipped_cross_encoder().logits(SEED_QUESTION, [cands.meta[i].text for i in best])
+    assert answer.score == pytest.approx(bot.ranker.answerability(cands.features, scores, cands.docs, logits), rel=1e-4)
+    x = answerability_features(cands.features, scores, cands.docs, logits)
+    assert x[-2] == pytest.approx(logits.max()) and x[-1] == pytest.approx(logits[0])
+    assert bot.ranker.answerability(cands.features, scores, cands.docs, logits - 5) < answer.score
+    assert not bot.ask("Which team won the 1998 football world cup?").answered
