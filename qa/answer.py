@@ -190,11 +190,11 @@ class Bot:
         if self.ranker.slot_demotion != 1.0:
             scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
-        reranker = None
-        if self.ranker.reranker_top:  # the cross-encoder's judgment of the best few: answered at all?
-            best_few = [cands.meta[i].text for i in order[: self.ranker.reranker_top]]
-            reranker = shipped_cross_encoder(self._threads()).logits(reading, best_few)
-        best = self.ranker.answerability(cands.features, scores, cands.docs, reranker)
+        best_few = [cands.meta[i].text for i in order[: self.ranker.reranker_top]]
+        # the cross-encoder's judgment of the best few (is the question answered at all?), asked
+        # only when the ranker's evidence alone does not settle it
+        best = self.ranker.answerability(cands.features, scores, cands.docs,
+                                         lambda: shipped_cross_encoder(self._threads()).logits(reading, best_few))
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -86,6 +87,10 @@ class Ranker:
     # The answerability model reads the reranker's logits for this many of the best candidates
     # (0: no reranker runs, and the model reads RANKER_ANSWERABILITY_FEATURES).
     reranker_top: int = 0
+    # Questions the ranker's evidence alone settles skip the reranker: the answerability model
+    # before the reranker ("weights", "bias", RANKER_ANSWERABILITY_FEATURES) declines below
+    # "decline_below" and answers from "answer_above" (None: the reranker always runs).
+    reranker_gate: dict | None = None
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
 
@@ -105,12 +110,21 @@ class Ranker:
         return _sigmoid(features @ np.asarray(self.weights, dtype=np.float32) + self.bias)
 
     def answerability(self, features: np.ndarray, scores: np.ndarray, docs: np.ndarray,
-                      reranker: np.ndarray | None = None) -> float:
-        """`reranker`: the cross-encoder's logits of the `reranker_top` best candidates by `scores`,
-        best first (read only when `reranker_top` is set)."""
+                      reranker: Callable[[], np.ndarray] | None = None) -> float:
+        """`reranker()` gives the cross-encoder's logits of the `reranker_top` best candidates by
+        `scores`, best first; it is called only when `reranker_top` is set and the gate does not
+        settle the question."""
         if not len(scores):
             return 0.0
-        x = answerability_features(features, scores, docs, reranker if self.reranker_top else None)
+        x = answerability_features(features, scores, docs)
+        if self.reranker_top and reranker is not None:
+            gate = self.reranker_gate
+            if gate:
+                sure = float(_sigmoid(x @ np.asarray(gate["weights"]) + gate["bias"]))
+                if sure < gate["decline_below"] or sure >= gate["answer_above"]:
+                    return sure
+            logits = reranker()
+            x = np.r_[x, logits.max(), logits[0]]
         return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
 
 
@@ -120,7 +134,8 @@ def _sigmoid(z):
 
 def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray,
                            reranker: np.ndarray | None = None) -> np.ndarray:
-    """RANKER_ANSWERABILITY_FEATURES, followed by the two reranker ones when its logits are given."""
+    """RANKER_ANSWERABILITY_FEATURES, followed by the two reranker ones when its logits are given
+    (the reranker's logits of the best candidates by `scores`, best first)."""
     best = np.argsort(-scores, kind="stable")[:10]
     top = int(best[0])
     ranker_evidence = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -59,20 +60,49 @@ def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_in
     from qa.answer import Bot
     from qa.index import Index
     from qa.recency import search_text
-    from qa.retrieve import ANSWERABILITY_FEATURES, answerability_features, candidates
+    from qa.retrieve import ANSWERABILITY_FEATURES, Ranker, answerability_features, candidates
 
-    bot = Bot(Index.open(seed_index))
-    assert bot.ranker.reranker_top == 2  # shipped on
-    assert len(bot.ranker.answerability_weights) == len(ANSWERABILITY_FEATURES)
+    shipped = Ranker.default()
+    assert shipped.reranker_top == 2 and shipped.reranker_gate  # shipped on
+    assert len(shipped.answerability_weights) == len(ANSWERABILITY_FEATURES)
+    ranker = dataclasses.replace(shipped, reranker_gate=None)  # the reranker always runs
+    bot = Bot(Index.open(seed_index), ranker)
     answer = bot.ask(SEED_QUESTION)
     assert answer.answered and "London" in answer.sentences[0].text
     search = search_text(SEED_QUESTION)
     cands = candidates(bot.index, bot.index.embed([search])[0], search)
-    scores = bot.ranker.score(cands.features)
+    scores = ranker.score(cands.features)
     best = np.argsort(-scores, kind="stable")[:2]
     logits = shipped_cross_encoder().logits(SEED_QUESTION, [cands.meta[i].text for i in best])
-    assert answer.score == pytest.approx(bot.ranker.answerability(cands.features, scores, cands.docs, logits), rel=1e-4)
+    assert answer.score == pytest.approx(ranker.answerability(cands.features, scores, cands.docs, lambda: logits), rel=1e-4)
     x = answerability_features(cands.features, scores, cands.docs, logits)
     assert x[-2] == pytest.approx(logits.max()) and x[-1] == pytest.approx(logits[0])
-    assert bot.ranker.answerability(cands.features, scores, cands.docs, logits - 5) < answer.score
+    assert ranker.answerability(cands.features, scores, cands.docs, lambda: logits - 5) < answer.score
     assert not bot.ask("Which team won the 1998 football world cup?").answered
+
+
+def test_questions_the_ranker_settles_skip_the_reranker(seed_index):
+    """The gate: the answerability model before the reranker, sure either way, decides alone."""
+    from qa.index import Index
+    from qa.recency import search_text
+    from qa.retrieve import Ranker, answerability_features, candidates
+
+    ranker = Ranker.default()
+    gate = ranker.reranker_gate
+    index = Index.open(seed_index)
+
+    def never():
+        raise AssertionError("the reranker ran")
+
+    settled = 0
+    for question in [SEED_QUESTION, "Who led the delegations?", "Which team won the 1998 football world cup?"]:
+        search = search_text(question)
+        cands = candidates(index, index.embed([search])[0], search)
+        scores = ranker.score(cands.features)
+        sure = 1 / (1 + np.exp(-(answerability_features(cands.features, scores, cands.docs) @ np.asarray(gate["weights"]) + gate["bias"])))
+        if sure < gate["decline_below"] or sure >= gate["answer_above"]:
+            settled += 1
+            assert ranker.answerability(cands.features, scores, cands.docs, never) == pytest.approx(sure)
+        else:
+            assert ranker.answerability(cands.features, scores, cands.docs, lambda: np.zeros(2)) != pytest.approx(sure)
+    assert settled >= 2  # a clear answer and an off-topic question are settled without it
