@@ -137,7 +137,7 @@ class Bot:
             self._blas = ThreadpoolController()  # finds the loaded BLAS libraries once
         return self._blas.limit(limits=1, user_api="blas")
 
-    def _threads(self) -> int | None:
+    def reranker_threads(self) -> int | None:
         """The reranker runs with as many threads as the index's encoder (one in `qa serve`)."""
         encoder = getattr(self.index, "__dict__", {}).get("encoder")
         return getattr(encoder, "threads", None)
@@ -194,7 +194,7 @@ class Bot:
         # the cross-encoder's judgment of the best few (is the question answered at all?), asked
         # only when the ranker's evidence alone does not settle it
         best = self.ranker.answerability(cands.features, scores, cands.docs,
-                                         lambda: shipped_cross_encoder(self._threads()).logits(reading, best_few))
+                                         lambda: shipped_cross_encoder(self.reranker_threads()).logits(reading, best_few))
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:

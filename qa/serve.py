@@ -124,6 +124,10 @@ def one_thread_encoder(index) -> None:
 def warm(bot: Bot) -> None:
     """Load every lazy part of the index now rather than inside someone's request."""
     bot.ask("warm up the index", top=1)
+    if bot.ranker.reranker_top:  # loaded on the first question the gate does not settle otherwise
+        from .rerank import shipped_cross_encoder
+
+        shipped_cross_encoder(bot.reranker_threads())
     bot.index.db.execute("SELECT count(*) FROM documents").fetchone()
 
 
