@@ -143,7 +143,8 @@ def main() -> None:
                 "foreign": "questions of reserved SQuAD train articles, never indexed",
                 "sizes": fit_sizes,
                 "threshold_rule": f"answers {OWN_ANSWERED:.1%} of own questions (median over the sizes)",
-                "cross_fitted_own_answered_foreign_declined": {s: [round(a, 4), round(f, 4)] for s, (a, f) in res.items()},
+                "cross_fitted_own_answered_foreign_declined": {  # null: not measured (no foreign set there)
+                    s: [round(a, 4), None if f != f else round(f, 4)] for s, (a, f) in res.items()},
             }
             args.out.write_text(json.dumps(shipped, indent=2) + "\n")
     print(json.dumps(report))
