@@ -117,7 +117,9 @@ class Ranker:
         if not len(scores):
             return 0.0
         x = answerability_features(features, scores, docs)
-        if self.reranker_top and reranker is not None:
+        if self.reranker_top:
+            if reranker is None:
+                raise ValueError("this ranker's answerability model reads the reranker: pass reranker=")
             gate = self.reranker_gate
             if gate:
                 sure = float(_sigmoid(x @ np.asarray(gate["weights"]) + gate["bias"]))
