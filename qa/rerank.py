@@ -65,7 +65,6 @@ class CrossEncoder:
         return self.session.run(None, {name: arrays[name] for name in self.inputs})[0].astype(np.float32)
 
 
-
 @lru_cache(maxsize=4)
 def shipped_cross_encoder(threads: int | None = None) -> CrossEncoder:
     """The shipped reranker, loaded once per process and thread count: every Bot and every index

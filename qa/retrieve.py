@@ -125,8 +125,7 @@ class Ranker:
                 sure = float(_sigmoid(x @ np.asarray(gate["weights"]) + gate["bias"]))
                 if sure < gate["decline_below"] or sure >= gate["answer_above"]:
                     return sure
-            logits = reranker()
-            x = np.r_[x, logits.max(), logits[0]]
+            x = np.r_[x, reranker_evidence(reranker())]
         return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
 
 
@@ -146,8 +145,13 @@ def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray,
         np.log(len(np.unique(docs[best]))),
     ]
     if reranker is not None:
-        ranker_evidence += [reranker.max(), reranker[0]]
+        ranker_evidence += reranker_evidence(reranker)
     return np.array(ranker_evidence, dtype=np.float64)
+
+
+def reranker_evidence(logits: np.ndarray) -> list[float]:
+    """"reranker_best" and "reranker_first" from the reranker's logits of the best candidates."""
+    return [float(logits.max()), float(logits[0])]
 
 
 def _coverage(matches: np.ndarray, n_terms: int) -> np.ndarray:

@@ -5,7 +5,9 @@ candidates does not depend on how many other articles the collection holds: a ca
 for an answerability that means the same at 1 and at ~500 articles. Compared, own answered /
 foreign declined at 1, 24, 48, 150 and ~490 articles (own = dev tune questions, foreign =
 questions of reserved *train* articles; scripts/size_abstention.py's stages):
-- shipped: qa/ranker.json's answerability model and threshold;
+- shipped: qa/ranker.json's answerability decision, through qa's own code (with its reranker and
+  gate, when it has them; the rows in BENCHMARKS.md labelled "shipped until now" are the model
+  before the reranker);
 - refit: the same 8 features refitted;
 - +reranker: the 8 features plus the best reranker logit among the ranker's K best and the
   reranker logit of the ranker's first;
@@ -42,22 +44,30 @@ from qa.retrieve import Ranker, answerability_features  # noqa: E402
 KINDS = ("shipped", "refit", "+reranker", "doc_share+reranker")
 
 
+def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: str) -> np.ndarray:
+    """One question's answerability features: qa's ANSWERABILITY_FEATURES given the reranker's
+    logits `ce` of its best candidates, with the document count replaced by the best document's
+    share of the 10 best probabilities for the doc_share kinds, and only the first 8 for the kinds
+    without the reranker."""
+    f = answerability_features(X, s, d, ce)
+    if kind.startswith("doc_share"):
+        best = np.argsort(-s, kind="stable")[:10]
+        f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
+    return f if "reranker" in kind else f[:8]
+
+
 def features(groups, top, ranker: Ranker, kind: str, k: int = 5) -> np.ndarray:
     w, b = np.asarray(ranker.weights), ranker.bias
-    rows = []
-    for (X, _, d, _), (_, _, _, _, _, ce) in zip(groups, top):
-        if not len(X):
-            rows.append(np.full(10, np.nan))
-            continue
-        s = sigmoid(X @ w + b)
-        f = answerability_features(X, s, d)
-        if kind.startswith("doc_share"):  # the best document's share of the 10 best, for the document count
-            best = np.argsort(-s, kind="stable")[:10]
-            f = f.copy()
-            f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
-        rows.append(np.r_[f, ce[:k].max(), ce[0]])
-    out = np.array(rows)
-    return out if "reranker" in kind else out[:, :8]
+    width = 10 if "reranker" in kind else 8
+    return np.array([evidence(X, sigmoid(X @ w + b), d, ce[:k], kind) if len(X) else np.full(width, np.nan)
+                     for (X, _, d, _), (*_, ce) in zip(groups, top)])
+
+
+def shipped_probabilities(groups, top, ranker: Ranker, k: int) -> np.ndarray:
+    """qa/ranker.json's own decision, through qa's code (its reranker and gate, when it has them)."""
+    w, b = np.asarray(ranker.weights), ranker.bias
+    return np.array([ranker.answerability(X, sigmoid(X @ w + b), d, lambda ce=ce: ce[:k]) if len(X) else 0.0
+                     for (X, _, d, _), (*_, ce) in zip(groups, top)])
 
 
 def main() -> None:
@@ -92,21 +102,20 @@ def main() -> None:
     fresh = (fresh_groups, reranked(args, ranker, "490", "train_fresh")) if fresh_groups is not None else None
     report = {}
     for kind in KINDS:
-        fkind = "shipped" if kind in ("shipped", "refit") else kind
-        feats = {s: {k: features(*v[k], ranker, fkind, args.k) for k in ("own", "foreign")} for s, v in data.items()}
-        fresh_f = np.nan_to_num(features(*fresh, ranker, fkind, args.k), nan=-1e9) if fresh else None
         res = {}
         if kind == "shipped":
-            aw, ab, t = np.asarray(ranker.answerability_weights), ranker.answerability_bias, ranker.threshold
-            for s, f in feats.items():
-                po = sigmoid(np.nan_to_num(f["own"], nan=-1e9) @ aw + ab)
-                pf = sigmoid(np.nan_to_num(f["foreign"], nan=-1e9) @ aw + ab)
+            t = ranker.threshold
+            for s, v in data.items():
+                po, pf = (shipped_probabilities(*v[k], ranker, args.k) for k in ("own", "foreign"))
                 res[s] = (float((po >= t).mean()), float((pf < t).mean()))
             if fresh:
-                res["490 fresh train own"] = (float((sigmoid(fresh_f @ aw + ab) >= t).mean()), float("nan"))
+                res["490 fresh train own"] = (float((shipped_probabilities(*fresh, ranker, args.k) >= t).mean()), float("nan"))
             report[kind] = res
             print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
             continue
+        fkind = "shipped" if kind == "refit" else kind
+        feats = {s: {k: features(*v[k], ranker, fkind, args.k) for k in ("own", "foreign")} for s, v in data.items()}
+        fresh_f = np.nan_to_num(features(*fresh, ranker, fkind, args.k), nan=-1e9) if fresh else None
         scored = {s: {"own": np.zeros(len(f["own"])), "foreign": np.zeros(len(f["foreign"]))} for s, f in feats.items()}
         fresh_answered = []
         for held in (0, 1):

@@ -3,7 +3,7 @@
 Fits each variant of scripts/fit_rerank_answerability.py on both halves of the stages at 1, 24 and
 48 articles (threshold: 97.5 % of own questions, median over the sizes), then asks 9 questions
 about the shipped seed article (the index in ./embeddings, as the README's first command builds
-it) and prints how many each model answers, and every question's answerability. Needs
+it) and prints how many each model answers ("shipped": qa's own answer, `Bot.ask`), and every question's answerability. Needs
 eval_reranker.py's cached reranker logits and the exported reranker (--reranker).
 
     python scripts/seed_answerability.py [--reranker /tmp/ce/l3-export] [--top 5]
@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from qa.rerank import CrossEncoder  # noqa: E402
 from eval_reranker import reranked  # noqa: E402
-from fit_rerank_answerability import OWN_ANSWERED, features, fit_logistic  # noqa: E402
+from fit_rerank_answerability import OWN_ANSWERED, evidence, features, fit_logistic  # noqa: E402
 from size_table import sigmoid, stage_groups  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.recency import search_text  # noqa: E402
-from qa.retrieve import Ranker, answerability_features, candidates  # noqa: E402
+from qa.retrieve import Ranker, candidates  # noqa: E402
 
 QUESTIONS = [
     "In which city were the talks held?", "Where did the talks take place?", "Where were the talks held?",
@@ -42,15 +42,9 @@ def seed_features(bot: Bot, ranker: Ranker, ce: CrossEncoder, kind: str) -> np.n
     for q in QUESTIONS:
         c = candidates(bot.index, bot.index.embed([search_text(q)])[0], search_text(q))
         s = ranker.score(c.features)
-        best = np.argsort(-s, kind="stable")[:10]
-        logits = ce.logits(q, [c.meta[i].text for i in best[:2]])
-        f = answerability_features(c.features, s, c.docs)
-        if kind.startswith("doc_share"):
-            f = f.copy()
-            f[7] = s[best][c.docs[best] == c.docs[best[0]]].sum() / max(s[best].sum(), 1e-9)
-        rows.append(np.r_[f, logits.max(), logits[0]])
-    x = np.array(rows)
-    return x if "reranker" in kind else x[:, :8]
+        best = np.argsort(-s, kind="stable")[:2]
+        rows.append(evidence(c.features, s, c.docs, ce.logits(q, [c.meta[i].text for i in best]), kind))
+    return np.array(rows)
 
 
 def main() -> None:
@@ -69,16 +63,16 @@ def main() -> None:
     bot = Bot.open(ROOT / "embeddings")
     for kind in ("shipped", "+reranker", "doc_share+reranker", "doc_share"):
         fit_kind = "doc_share+reranker" if kind == "doc_share" else kind
-        feats = {s: {label: np.nan_to_num(features(*data[s][label], ranker, fit_kind, 2), nan=-1e9) for label in data[s]}
-                 for s in data}
+        feats = {s: {label: np.nan_to_num(features(*data[s][label], ranker, "shipped" if kind == "shipped" else fit_kind, 2),
+                                          nan=-1e9) for label in data[s]} for s in data}
         if kind == "doc_share":  # the same without the two reranker columns
             feats = {s: {label: f[:, :8] for label, f in v.items()} for s, v in feats.items()}
-        if kind == "shipped":
-            aw, ab, t = np.asarray(ranker.answerability_weights), ranker.answerability_bias, ranker.threshold
+        if kind == "shipped":  # qa's own answer, reranker and gate included
+            t, p = ranker.threshold, np.array([bot.ask(q).score for q in QUESTIONS])
         else:
             aw, ab = fit_logistic(np.vstack([feats[s]["own"] for s in feats]), np.vstack([feats[s]["foreign"] for s in feats]))
             t = float(np.median([np.quantile(sigmoid(feats[s]["own"] @ aw + ab), 1 - OWN_ANSWERED) for s in feats]))
-        p = sigmoid(seed_features(bot, ranker, ce, fit_kind if kind != "shipped" else "shipped")[:, : len(aw)] @ aw + ab)
+            p = sigmoid(seed_features(bot, ranker, ce, fit_kind)[:, : len(aw)] @ aw + ab)
         print(f"{kind:<20} threshold {t:.3f}: answers {int((p >= t).sum())}/{len(QUESTIONS)}  ", " ".join(f"{x:.2f}" for x in p))
 
 

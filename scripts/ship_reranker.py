@@ -40,10 +40,8 @@ MIN_INT8_AGREEMENT = 0.98  # Pearson correlation of int8 and fp32 logits on the 
 def export(weights: Path, out: Path) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from safetensors.torch import load_file
-
-    meta = {}
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata() or {}
