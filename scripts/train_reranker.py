@@ -80,8 +80,9 @@ def answers_by_question(path: Path = TRAIN) -> dict[str, list[str]]:
     return {q: sorted(a) for q, a in out.items()}
 
 
-def groups(work: Path, texts_work: Path, negatives: int) -> list[tuple[str, str, list[str]]]:
-    """(question, positive, negatives) for every usable train question, in the fixed shuffled order."""
+def groups(work: Path, texts_work: Path, negatives: int, complete: bool = True) -> list[tuple[str, str, list[str]]]:
+    """(question, positive, negatives) for every usable train question, in the fixed shuffled order;
+    with complete=False also those with fewer than `negatives` usable negatives."""
     ranker = Ranker.load(ROOT / "qa/ranker.json")
     texts = np.load(texts_work / "size490/texts.npz", allow_pickle=False)["texts"]
     answers = answers_by_question()
@@ -103,7 +104,7 @@ def groups(work: Path, texts_work: Path, negatives: int) -> list[tuple[str, str,
                 negs.append(t)
                 if len(negs) == negatives:
                     break
-            if len(negs) == negatives:
+            if len(negs) == negatives or (negs and not complete):
                 out.append((str(q), str(texts[gold[0]]), negs))
     random.Random(0).shuffle(out)
     return out
