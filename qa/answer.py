@@ -190,15 +190,29 @@ class Bot:
         if self.ranker.slot_demotion != 1.0:
             scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
-        best_few = [cands.meta[i].text for i in order[: self.ranker.reranker_top]]
-        # the cross-encoder's judgment of the best few (is the question answered at all?), asked
-        # only when the ranker's evidence alone does not settle it
-        best = self.ranker.answerability(cands.features, scores, cands.docs,
-                                         lambda: shipped_cross_encoder(self.reranker_threads()).logits(reading, best_few))
+        best_few = [cands.meta[i].text for i in order[: max(self.ranker.reranker_top, self.ranker.rerank_top)]]
+        judged: list[float] = []
+
+        def judge(n: int) -> np.ndarray:
+            """The cross-encoder's logits of the ranker's n best, each pair judged once."""
+            if len(judged) < n:
+                more = best_few[len(judged):n]
+                judged.extend(shipped_cross_encoder(self.reranker_threads()).logits(reading, more).tolist())
+            return np.array(judged[:n], np.float32)
+
+        reorder = self.ranker.reorders(scores[order])
+        if reorder:
+            judge(self.ranker.rerank_top)  # one call for both uses
+        # Is the question answered at all? The cross-encoder's judgment of the best few is asked
+        # only when the ranker's evidence alone does not settle it.
+        best = self.ranker.answerability(cands.features, scores, cands.docs, lambda: judge(self.ranker.reranker_top))
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
+        if reorder:  # which of the best few answers it: the cross-encoder re-orders them
+            scores = self.ranker.reordered(scores, order, judge(self.ranker.rerank_top))
+            order = np.argsort(-scores, kind="stable")
         keep = order[: max(top, 1) * 3 + 10]
         merged = self._newer_first(reading, *self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)

@@ -4,15 +4,17 @@ well the sentence answers it.
 The ranker (qa.retrieve) scores each candidate from features computed separately for question and
 sentence (cosines, BM25, word overlap). A cross-encoder attends across both texts and judges one
 (question, sentence) pair at a time, so its judgment does not depend on how many other articles
-the collection holds. It runs on the ranker's best candidates only (`reranker_top` in
-qa/ranker.json: 2; ~4 ms a pair for the shipped 6-layer int8 model on one core), and the
-answerability model reads its logits: does the collection answer the question at all (issue 14;
-BENCHMARKS.md, "A cross-encoder reranker trained on train"). Re-ordering the candidates by it was
-measured and not shipped (+0.2 to +0.7 points of R@1 on tune).
+the collection holds. It runs on the ranker's best candidates only, and only when the ranker is
+not sure (qa/ranker.json):
+- it re-orders the ranker's 5 best (`rerank_top`) by ranker logit + 0.5 x its logit, unless the
+  ranker's first leads by more than 1 in logit (tune R@1 0.793 -> 0.833);
+- the answerability model reads its logits for the ranker's 2 best (`reranker_top`): does the
+  collection answer the question at all (issue 14; BENCHMARKS.md).
 
-The shipped model (qa/weights/reranker/, made by scripts/train_reranker.py and
+The shipped model (qa/weights/reranker/, made by scripts/gpu_train_reranker.py and
 scripts/ship_reranker.py) is the bundled base MiniLM with a linear head on the mean token vector,
-trained on 8,000 SQuAD *train* questions against the shipped pipeline's own best wrong candidates.
+trained on 72,568 SQuAD *train* questions, each against 7 wrong sentences: the shipped pipeline's
+own best wrong candidates where they were saved, BM25's and the base encoder's best of its article.
 """
 
 from __future__ import annotations

