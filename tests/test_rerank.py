@@ -14,6 +14,17 @@ from conftest import REPO, SEED_QUESTION, qa_env, run_qa
 from qa.rerank import SHIPPED_RERANKER, shipped_cross_encoder
 
 
+def ranked_candidates(index, ranker, question: str):
+    """The candidates the Bot sees for `question`, their ranker probabilities and the ranker's order."""
+    from qa.recency import search_text
+    from qa.retrieve import candidates
+
+    search = search_text(question)
+    cands = candidates(index, index.embed([search])[0], search)
+    scores = ranker.score(cands.features)
+    return cands, scores, np.argsort(-scores, kind="stable")
+
+
 def test_shipped_reranker_loads_offline_without_torch_and_matches_its_reference():
     """The int8 file gives the logits recorded when it was exported (scripts/ship_reranker.py),
     in a process that imports no torch and is told to stay offline."""
@@ -59,8 +70,7 @@ def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_in
     Bot's score is that model's output, and weaker reranker evidence lowers it."""
     from qa.answer import Bot
     from qa.index import Index
-    from qa.recency import search_text
-    from qa.retrieve import ANSWERABILITY_FEATURES, Ranker, answerability_features, candidates
+    from qa.retrieve import ANSWERABILITY_FEATURES, Ranker, answerability_features
 
     shipped = Ranker.default()
     assert shipped.reranker_top == 2 and shipped.reranker_gate  # shipped on
@@ -69,10 +79,7 @@ def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_in
     bot = Bot(Index.open(seed_index), ranker)
     answer = bot.ask(SEED_QUESTION)
     assert answer.answered and "London" in answer.sentences[0].text
-    search = search_text(SEED_QUESTION)
-    cands = candidates(bot.index, bot.index.embed([search])[0], search)
-    scores = ranker.score(cands.features)
-    order = np.argsort(-scores, kind="stable")
+    cands, scores, order = ranked_candidates(bot.index, ranker, SEED_QUESTION)
     # When it also re-orders, the Bot judges the best rerank_top in one call; the dynamic int8
     # activations' scale is per call, so the logits are taken from the same call.
     few = ranker.rerank_top if ranker.reorders(scores[order]) else 2
@@ -139,8 +146,7 @@ def test_the_reranker_puts_the_answering_sentence_before_the_topic_restatement(t
 
     from qa.answer import Bot
     from qa.index import Index
-    from qa.recency import search_text
-    from qa.retrieve import Ranker, candidates
+    from qa.retrieve import Ranker
 
     docs = tmp_path / "news"
     docs.mkdir()
@@ -155,10 +161,7 @@ def test_the_reranker_puts_the_answering_sentence_before_the_topic_restatement(t
     bot = Bot(Index.open(tmp_path / "idx"), ranker)
     answer = bot.ask(question)
     assert answer.answered and "founder, Omar Haddad" in answer.sentences[0].text
-    search = search_text(question)
-    cands = candidates(bot.index, bot.index.embed([search])[0], search)
-    scores = ranker.score(cands.features)
-    order = np.argsort(-scores, kind="stable")
+    cands, scores, order = ranked_candidates(bot.index, ranker, question)
     assert ranker.reorders(scores[order])
     few = order[: ranker.rerank_top]
     logits = shipped_cross_encoder().logits(question, [cands.meta[i].text for i in few])
