@@ -87,7 +87,8 @@ class Index(FolderSearch):
         self._lock = lock  # open readers.lock with a shared flock: the writer leaves this generation alone
 
     @classmethod
-    def open(cls, root: Path) -> "Index":
+    def open(cls, root: Path | str) -> "Index":
+        root = Path(root)  # library callers pass strings too
         opened = store.open_current(root)
         if opened is None:
             raise IndexUnusable(f"no index at {root}; build it with `qa index`")

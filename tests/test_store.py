@@ -304,3 +304,14 @@ def test_an_inflated_index_is_a_consistent_index_of_its_copied_files(seed_index,
     index.close()
     report = build(out)  # from the remembered root: every copied file is known and unchanged
     assert (report.generation, report.unchanged, report.added, report.removed) == (None, 3, 0, 0)
+
+
+def test_the_library_opens_an_index_named_by_a_string(seed_index):
+    """A library caller writes `qa.Index.open("embeddings")`, as `qa.build_index` takes strings."""
+    import qa
+
+    index = qa.Index.open(str(seed_index))
+    try:
+        assert qa.Bot(index).ask("What did London agree?").answered
+    finally:
+        index.close()
