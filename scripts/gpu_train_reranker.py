@@ -22,10 +22,16 @@ It runs with only torch, transformers, tokenizers, safetensors and numpy (the GP
 image), from a folder holding the base model (config.json, tokenizer.json, model.safetensors,
 fp16 is enough) and the data file. Output per model: ce<L>.partN.safetensors (fp16, every tensor
 but the word embeddings, which are frozen and come from the base model; split in parts of at most
-15 MB), which scripts/ship_reranker.py --parts puts back together.
+15 MB), which scripts/ship_reranker.py puts back together when given the first part.
 
     python scripts/gpu_train_reranker.py --base .gpu/base --data .gpu/reranker_data.npz \\
-        --out $OUT --layers 6,3 --minutes 4,2 --teacher
+        --out $OUT --layers 6,3 --minutes 4.5,2 --teacher
+
+Measured (2026-11-29, one H200, BENCHMARKS.md "The reranker trained on a GPU"): building the pools
+and loading took about 3.5 minutes, the 6-layer model its 4.5 (gold first of 8 for 83.6 % of the
+held-back questions; now qa/weights/reranker/); the 3-layer student did not finish inside the
+560 s command. Pipe the output through `grep --line-buffered`, or not at all: a buffered grep
+lost that run's log.
 """
 
 from __future__ import annotations
