@@ -61,6 +61,20 @@ def test_a_sentence_that_answers_beats_one_that_only_shares_the_topic():
         assert right > wrong, question
 
 
+def test_a_pairs_logit_does_not_depend_on_the_other_pairs_asked_with_it():
+    """Each pair runs alone: the int8 model quantises activations per run, so a batch would let
+    the other candidates (and the padding) move a logit, and the answerability model is fitted
+    on the logits of the best two while the Bot may ask for five."""
+    m = shipped_cross_encoder(1)
+    q = "How many people died in the storm?"
+    answers = "The storm killed at least 14 people along the coast, officials said on Wednesday."
+    others = ["Storm Helena brought up to 40 centimetres of snow to the mountains, closing two airports and "
+              "cutting power to thousands of homes in the north, officials said.", "Schools stayed shut."]
+    alone = m.logits(q, [answers])[0]
+    assert m.logits(q, [answers, *others])[0] == alone
+    assert m.logits(q, [*others, answers])[-1] == alone
+
+
 def test_a_question_longer_than_the_reranker_window_is_cut_not_an_error():
     assert shipped_cross_encoder(1).logits("why " * 3000, ["A sentence.", "Another one."]).shape == (2,)
 
@@ -80,10 +94,7 @@ def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_in
     answer = bot.ask(SEED_QUESTION)
     assert answer.answered and "London" in answer.sentences[0].text
     cands, scores, order = ranked_candidates(bot.index, ranker, SEED_QUESTION)
-    # When it also re-orders, the Bot judges the best rerank_top in one call; the dynamic int8
-    # activations' scale is per call, so the logits are taken from the same call.
-    few = ranker.rerank_top if ranker.reorders(scores[order]) else 2
-    logits = shipped_cross_encoder().logits(SEED_QUESTION, [cands.meta[i].text for i in order[:few]])[:2]
+    logits = shipped_cross_encoder().logits(SEED_QUESTION, [cands.meta[i].text for i in order[:2]])
     assert answer.score == pytest.approx(ranker.answerability(cands.features, scores, cands.docs, lambda: logits), rel=1e-4)
     x = answerability_features(cands.features, scores, cands.docs, logits)
     assert x[-2] == pytest.approx(logits.max()) and x[-1] == pytest.approx(logits[0])
