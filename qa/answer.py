@@ -202,7 +202,7 @@ class Bot:
 
         reorder = self.ranker.reorders(scores[order])
         if reorder:
-            judge(self.ranker.rerank_top)  # one call for both uses
+            judge(self.ranker.rerank_top)  # judged once: the best two also serve answerability
         # Is the question answered at all? The cross-encoder's judgment of the best few is asked
         # only when the ranker's evidence alone does not settle it.
         best = self.ranker.answerability(cands.features, scores, cands.docs, lambda: judge(self.ranker.reranker_top))

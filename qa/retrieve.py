@@ -95,7 +95,7 @@ class Ranker:
     # ranker logit + `rerank_weight` x reranker logit, and their probability becomes
     # sigmoid(scale x that + bias) (`rerank_calibration`, fitted on tune). Skipped when the ranker's
     # first leads its second by more than `rerank_margin` in logit, for speed: at 1, 71 % of tune
-    # questions skip it for 0.4 points of R@1 (BENCHMARKS.md, "The reranker trained on a GPU").
+    # questions skip it for 0.3 points of R@1 (BENCHMARKS.md, "The reranker trained on a GPU").
     rerank_top: int = 0
     rerank_weight: float = 0.0
     rerank_margin: float | None = None
@@ -136,7 +136,6 @@ class Ranker:
                     return sure
             x = np.r_[x, reranker_evidence(reranker())]
         return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
-
 
     def reorders(self, best_first: np.ndarray) -> bool:
         """Does the reranker re-order these candidates (their probabilities, best first)?"""
