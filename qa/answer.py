@@ -194,15 +194,13 @@ class Bot:
         judged: list[float] = []
 
         def judge(n: int) -> np.ndarray:
-            """The cross-encoder's logits of the ranker's n best, each pair judged once."""
+            """The cross-encoder's logits of the ranker's n best, each pair judged once (the best
+            two may serve both answerability and the re-ordering)."""
             if len(judged) < n:
                 more = best_few[len(judged):n]
                 judged.extend(shipped_cross_encoder(self.reranker_threads()).logits(reading, more).tolist())
             return np.array(judged[:n], np.float32)
 
-        reorder = self.ranker.reorders(scores[order])
-        if reorder:
-            judge(self.ranker.rerank_top)  # judged once: the best two also serve answerability
         # Is the question answered at all? The cross-encoder's judgment of the best few is asked
         # only when the ranker's evidence alone does not settle it.
         best = self.ranker.answerability(cands.features, scores, cands.docs, lambda: judge(self.ranker.reranker_top))
@@ -210,7 +208,8 @@ class Bot:
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
-        if reorder:  # which of the best few answers it: the cross-encoder re-orders them
+        # Which of the best few answers it: unless the ranker is sure, the cross-encoder re-orders them.
+        if self.ranker.reorders(scores[order]):
             scores = self.ranker.reordered(scores, order, judge(self.ranker.rerank_top))
             order = np.argsort(-scores, kind="stable")
         keep = order[: max(top, 1) * 3 + 10]

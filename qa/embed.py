@@ -176,6 +176,20 @@ def _optimize(src: Path, out: Path) -> None:
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
 
 
+def cpu_session(path: Path, threads: int, optimize: bool = True):
+    """An onnxruntime CPU session running one model call on `threads` cores (one call at a time
+    per session; `optimize`: False for a graph saved already optimised)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def _quantize(fp32: Path, out: Path) -> None:
     """Dynamic int8, per channel: per-tensor scales keep only ~74 % of top-10 results."""
     import logging
@@ -258,15 +272,7 @@ class OnnxEncoder:
         self.session = self._session(self.threads)
 
     def _session(self, threads: int):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_DISABLE_ALL if self._preoptimized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        )
-        return ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+        return cpu_session(self._path, threads, optimize=not self._preoptimized)
 
     @cached_property
     def _bulk_session(self):

@@ -36,8 +36,9 @@ class CrossEncoder:
     """An exported cross-encoder (ONNX, int8) and its tokenizer. Loads in ~0.1 s; no torch."""
 
     def __init__(self, folder: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from .embed import cpu_session
 
         spec = json.loads((folder / SPEC_FILE).read_text())
         self.max_tokens = int(spec["max_tokens"])
@@ -48,10 +49,7 @@ class CrossEncoder:
         # is cut too instead of failing. No padding: each pair runs alone (logits).
         self.tokenizer.enable_truncation(max_length=self.max_tokens, strategy="longest_first")
         self.tokenizer.no_padding()  # tokenizer.json pads to 128
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(folder / spec["onnx_file"]), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(folder / spec["onnx_file"], threads or os.cpu_count() or 1)
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def logits(self, question: str, sentences: list[str]) -> np.ndarray:
