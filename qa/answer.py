@@ -209,8 +209,9 @@ class Bot:
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
         # Which of the best few answers it: unless the ranker is sure, the cross-encoder re-orders them.
-        if self.ranker.reorders(scores[order]):
-            scores = self.ranker.reordered(scores, order, judge(self.ranker.rerank_top))
+        depth = self.ranker.reorder_depth(scores[order])
+        if depth:
+            scores = self.ranker.reordered(scores, order, judge(depth))
             order = np.argsort(-scores, kind="stable")
         keep = order[: max(top, 1) * 3 + 10]
         merged = self._newer_first(reading, *self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))

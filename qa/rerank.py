@@ -6,8 +6,9 @@ sentence (cosines, BM25, word overlap). A cross-encoder attends across both text
 (question, sentence) pair at a time, so its judgment does not depend on how many other articles
 the collection holds. It runs on the ranker's best candidates only, and only when the ranker is
 not sure (qa/ranker.json):
-- it re-orders the ranker's 5 best (`rerank_top`) by ranker logit + 0.75 x its logit, unless the
-  ranker's first leads by more than 1 in logit (tune R@1 0.793 -> 0.833);
+- it re-orders the ranker's best (up to 10, `rerank_top`: those within 3 in logit of the first,
+  `rerank_within`) by ranker logit + 0.75 x its logit, unless the ranker's first leads by more
+  than 1 in logit (tune R@1 0.793 -> 0.837, R@5 0.950 -> 0.957);
 - the answerability model reads its logits for the ranker's 2 best (`reranker_top`): does the
   collection answer the question at all (issue 14; BENCHMARKS.md).
 

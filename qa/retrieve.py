@@ -91,14 +91,16 @@ class Ranker:
     # before the reranker ("weights", "bias", RANKER_ANSWERABILITY_FEATURES) declines below
     # "decline_below" and answers from "answer_above" (None: the reranker always runs).
     reranker_gate: dict | None = None
-    # The reranker also re-orders the ranker's `rerank_top` best candidates (0: it does not): by
-    # ranker logit + `rerank_weight` x reranker logit, and their probability becomes
+    # The reranker also re-orders up to `rerank_top` of the ranker's best candidates (0: it does
+    # not): those whose ranker logit is within `rerank_within` of the first's (None: all of them),
+    # by ranker logit + `rerank_weight` x reranker logit; their probability becomes
     # sigmoid(scale x that + bias) (`rerank_calibration`, fitted on tune). Skipped when the ranker's
     # first leads its second by more than `rerank_margin` in logit, for speed: at 1, 71 % of tune
-    # questions skip it for 0.3 points of R@1 (BENCHMARKS.md, "The reranker trained on a GPU").
+    # questions skip it (BENCHMARKS.md, "The reranker trained on a GPU", "Deeper re-ordering").
     rerank_top: int = 0
     rerank_weight: float = 0.0
     rerank_margin: float | None = None
+    rerank_within: float | None = None
     rerank_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     fitted: dict = field(default_factory=dict)  # provenance: data, split, figures
@@ -137,11 +139,15 @@ class Ranker:
             x = np.r_[x, reranker_evidence(reranker())]
         return float(_sigmoid(x @ np.asarray(self.answerability_weights) + self.answerability_bias))
 
-    def reorders(self, best_first: np.ndarray) -> bool:
-        """Does the reranker re-order these candidates (their probabilities, best first)?"""
+    def reorder_depth(self, best_first: np.ndarray) -> int:
+        """How many of these candidates (their probabilities, best first) the reranker re-orders:
+        0 when it does not."""
         if not self.rerank_top or len(best_first) < 2:
-            return False
-        return self.rerank_margin is None or _logit(best_first[0]) - _logit(best_first[1]) <= self.rerank_margin
+            return 0
+        z = _logit(best_first[: self.rerank_top])
+        if self.rerank_margin is not None and z[0] - z[1] > self.rerank_margin:
+            return 0
+        return len(z) if self.rerank_within is None else max(2, int(np.sum(z[0] - z <= self.rerank_within)))
 
     def reordered(self, scores: np.ndarray, order: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """`scores` after re-ordering: the best len(`logits`) candidates by `order` re-scored with

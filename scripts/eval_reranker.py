@@ -13,7 +13,7 @@ reserved *train* articles (foreign).
 
     python scripts/eval_reranker.py --reranker /tmp/ce/l3-export --sizes 24,48
     python scripts/eval_reranker.py --reranker /tmp/ce/l3-export --fit-mix K   # the mix weight and its calibration, fitted on tune
-    python scripts/eval_reranker.py --reranker qa/weights/reranker --top 5 --fit-mix 5 --margin 2 --out qa/ranker.json
+    python scripts/eval_reranker.py --reranker qa/weights/reranker --top 10 --sizes 24 --fit-mix 10 --margin 1 --within 3 --out qa/ranker.json
 """
 
 from __future__ import annotations
@@ -70,15 +70,23 @@ def reranked(args, ranker: Ranker, size: str, label: str):
     return [(*o[:5], logits[f"c{i}"]) for i, o in enumerate(out)]
 
 
-def ranks(data, k: int, w: float, gate: float = np.inf) -> np.ndarray:
+def depth(z: np.ndarray, k: int, within: float = np.inf) -> int:
+    """How many of the best k (ranker logits z, best first) are re-ordered: those within `within`
+    of the first (at least 2), as Ranker.reorder_depth counts them."""
+    best = z[:k]
+    return max(min(2, len(best)), int(np.sum(best[0] - best <= within))) if len(best) else 0
+
+
+def ranks(data, k: int, w: float, gate: float = np.inf, within: float = np.inf) -> np.ndarray:
     """Rank (1-based) of the first gold sentence after re-ordering the best k; 99 if none. With a
-    `gate`, questions whose ranker logit margin (first minus second) exceeds it are not re-ordered."""
+    `gate`, questions whose ranker logit margin (first minus second) exceeds it are not re-ordered;
+    with `within`, only candidates within that of the first's logit are."""
     out = np.full(len(data), 99)
     for i, (z, y, _, _, _, c) in enumerate(data):
         if not len(y) or not y.any():
             continue
         s = z.copy()
-        kk = min(k, len(s)) if len(z) < 2 or z[0] - z[1] <= gate else 0
+        kk = depth(z, k, within) if len(z) < 2 or z[0] - z[1] <= gate else 0
         s[:kk] = z[:kk] + w * c[:kk] if w < 1e5 else 1e6 + c[:kk]
         s[kk:] = np.minimum(s[kk:], s[:kk].min() - 1e-6) if kk else s[kk:]
         order = np.argsort(-s, kind="stable")
@@ -111,8 +119,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each stage (smoke runs)")
     ap.add_argument("--gates", type=int, default=0, metavar="K", help="R@1 when confident questions skip the reranker (24 articles)")
+    ap.add_argument("--depths", type=int, default=0, metavar="K", help="R@1/R@5 and pairs judged when up to K candidates within a logit window of the first are re-ordered (w 0.75)")
     ap.add_argument("--fit-mix", type=int, default=0, metavar="K", help="fit the mix for K candidates on all tune questions at 24 articles")
     ap.add_argument("--margin", type=float, default=None, help="with --out: the ranker's logit margin above which it does not re-order")
+    ap.add_argument("--within", type=float, default=None, help="with --fit-mix: re-order only candidates within this of the first's ranker logit")
     ap.add_argument("--out", type=Path, default=None, help="with --fit-mix: write the re-ordering into this ranker.json")
     args = ap.parse_args()
     ranker = Ranker.default()
@@ -140,31 +150,47 @@ def main() -> None:
             skipped = np.mean([len(z) > 1 and z[0] - z[1] > gate for z, *_ in data])
             best = max(WEIGHTS[:-1], key=lambda w: np.mean(ranks(data, k, w, gate) == 1))
             print(f" K={k} gate {gate:g}: skipped {skipped:.1%}  R@1 {np.mean(ranks(data, k, best, gate) == 1):.4f} (w={best:g})")
+    if args.depths:
+        for size in args.sizes.split(","):
+            data = reranked(args, ranker, size, args.label)
+            for gate in (1.0, 1.5):
+                gated = [len(z) > 1 and z[0] - z[1] <= gate for z, *_ in data]
+                for k in (5, args.depths):
+                    for within in (2.0, 3.0, 4.0, np.inf):
+                        pairs = [depth(z, k, within) if g else 0 for g, (z, *_) in zip(gated, data)]
+                        rk = ranks(data, k, 0.75, gate, within)
+                        print(f" {size} {args.label}: margin {gate:g} K {k} within {within:g}: {summary(rk)}  "
+                              f"pairs re-ordered: mean {np.mean(pairs):.2f}, p95 {np.percentile(pairs, 95):.0f}")
     if args.fit_mix:
         from sklearn.linear_model import LogisticRegression
 
         data = reranked(args, ranker, "24", "own")
         k = args.fit_mix
-        per_w = {w: np.mean(ranks(data, k, w) == 1) for w in WEIGHTS if w < 1e5}
+        within = np.inf if args.within is None else args.within
+        per_w = {w: np.mean(ranks(data, k, w, within=within) == 1) for w in WEIGHTS if w < 1e5}
         w = max(per_w, key=per_w.get)
-        xs = np.concatenate([z[:k] + w * c[:k] for z, _, _, _, _, c in data])
-        ys = np.concatenate([y[:k] for _, y, _, _, _, _ in data])
+        few = [depth(z, k, within) for z, *_ in data]
+        xs = np.concatenate([z[:n] + w * c[:n] for n, (z, _, _, _, _, c) in zip(few, data)])
+        ys = np.concatenate([y[:n] for n, (_, y, _, _, _, _) in zip(few, data)])
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(xs[:, None], ys)
         fit = {"top": k, "weight": w, "scale": round(float(lr.coef_[0, 0]), 6),
                "bias": round(float(lr.intercept_[0]), 6), "tune_r1": round(per_w[w], 4)}
         print(json.dumps(fit))
         if args.out:
-            gated = float(np.mean(ranks(data, k, w, np.inf if args.margin is None else args.margin) == 1))
+            gated = ranks(data, k, w, np.inf if args.margin is None else args.margin, within)
             shipped = json.loads(args.out.read_text())
-            shipped.update(rerank_top=k, rerank_weight=w, rerank_margin=args.margin,
+            shipped.update(rerank_top=k, rerank_weight=w, rerank_margin=args.margin, rerank_within=args.within,
                            rerank_calibration=[fit["scale"], fit["bias"]])
             shipped["fitted"]["rerank"] = {
-                "script": f"scripts/eval_reranker.py --reranker {args.reranker} --top {args.top} --fit-mix {k} --margin {args.margin}",
+                "script": f"scripts/eval_reranker.py --reranker {args.reranker} --top {args.top} --fit-mix {k} "
+                          f"--margin {args.margin} --within {args.within}",
                 "data": "dev tune split, 24 articles (own questions; ranking only)",
                 "weight": f"best R@1 of {[x for x in WEIGHTS if x < 1e5]}",
                 "calibration": "logistic fit of gold on the mixed logit of the re-ordered candidates",
                 "tune_r1": {"ranker": round(float(np.mean(ranks(data, 0, 0) == 1)), 4), "reordered": fit["tune_r1"],
-                            "reordered_with_margin": round(gated, 4)},
+                            "reordered_with_margin": round(float(np.mean(gated == 1)), 4)},
+                "tune_r5": {"ranker": round(float(np.mean(ranks(data, 0, 0) <= 5)), 4),
+                            "reordered_with_margin": round(float(np.mean(gated <= 5)), 4)},
             }
             args.out.write_text(json.dumps(shipped, indent=2) + "\n")
 

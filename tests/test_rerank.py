@@ -132,7 +132,7 @@ def test_questions_the_ranker_settles_skip_the_reranker(seed_index):
 def test_reordered_rescores_the_best_few_and_keeps_the_rest_below_them():
     from qa.retrieve import Ranker
 
-    ranker = dataclasses.replace(Ranker.default(), rerank_top=3, rerank_weight=0.5, rerank_margin=2.0,
+    ranker = dataclasses.replace(Ranker.default(), rerank_top=3, rerank_weight=0.5, rerank_margin=2.0, rerank_within=None,
                                  rerank_calibration=[0.6, -0.2])
     scores = np.array([0.10, 0.90, 0.60, 0.95, 0.30])
     order = np.argsort(-scores, kind="stable")  # 3, 1, 2, 0, 4
@@ -142,9 +142,25 @@ def test_reordered_rescores_the_best_few_and_keeps_the_rest_below_them():
     assert new[2] == pytest.approx(1 / (1 + np.exp(-(0.6 * z - 0.2))))
     assert new[[0, 4]].max() < new[[1, 2, 3]].min()  # the rest stay below the re-ordered few
     # a ranker far surer of its first than of its second (logit margin over 2) keeps its order
-    assert not ranker.reorders(np.array([0.99, 0.5, 0.4]))
-    assert ranker.reorders(np.array([0.9, 0.8, 0.1]))
-    assert not dataclasses.replace(ranker, rerank_top=0).reorders(np.array([0.9, 0.8]))
+    assert ranker.reorder_depth(np.array([0.99, 0.5, 0.4])) == 0
+    assert ranker.reorder_depth(np.array([0.9, 0.8, 0.1])) == 3
+    assert dataclasses.replace(ranker, rerank_top=0).reorder_depth(np.array([0.9, 0.8])) == 0
+
+
+def test_reorder_depth_takes_the_candidates_near_the_first_up_to_rerank_top():
+    from qa.retrieve import Ranker
+
+    ranker = dataclasses.replace(Ranker.default(), rerank_top=4, rerank_margin=1.0, rerank_within=3.0)
+    logits = np.array([2.0, 1.5, 0.0, -0.9, -1.2, -5.0])  # within 3 of the first: the best four
+    assert ranker.reorder_depth(1 / (1 + np.exp(-logits))) == 4
+    assert dataclasses.replace(ranker, rerank_top=10).reorder_depth(1 / (1 + np.exp(-logits))) == 4
+    assert dataclasses.replace(ranker, rerank_within=1.0).reorder_depth(1 / (1 + np.exp(-logits))) == 2
+    assert dataclasses.replace(ranker, rerank_within=None).reorder_depth(1 / (1 + np.exp(-logits))) == 4
+    # the first leads the second by 1.5 > the margin: no re-ordering at all
+    assert ranker.reorder_depth(1 / (1 + np.exp(-np.array([3.0, 1.5, 1.4])))) == 0
+    # even with a narrow window, a re-ordering compares at least the best two
+    narrow = dataclasses.replace(ranker, rerank_within=0.1)
+    assert narrow.reorder_depth(1 / (1 + np.exp(-np.array([1.0, 0.5, 0.4])))) == 2
 
 
 def test_the_reranker_puts_the_answering_sentence_before_the_topic_restatement(tmp_path):
@@ -173,8 +189,9 @@ def test_the_reranker_puts_the_answering_sentence_before_the_topic_restatement(t
     answer = bot.ask(question)
     assert answer.answered and "founder, Omar Haddad" in answer.sentences[0].text
     cands, scores, order = ranked_candidates(bot.index, ranker, question)
-    assert ranker.reorders(scores[order])
-    few = order[: ranker.rerank_top]
+    depth = ranker.reorder_depth(scores[order])
+    assert depth >= 2
+    few = order[:depth]
     logits = shipped_cross_encoder().logits(question, [cands.meta[i].text for i in few])
     mixed = np.log(scores[few] / (1 - scores[few])) + ranker.rerank_weight * logits
     assert answer.sentences[0].text == cands.meta[few[int(np.argmax(mixed))]].text
