@@ -75,3 +75,10 @@ def shipped_cross_encoder(threads: int | None = None) -> CrossEncoder:
     if not (SHIPPED_RERANKER / SPEC_FILE).is_file():
         raise QAError(f"the reranker weights are missing from {SHIPPED_RERANKER}; reinstall qa")
     return CrossEncoder(SHIPPED_RERANKER, threads)
+
+
+def best_logits(question: str, texts: list[str], scores: np.ndarray, n: int) -> np.ndarray:
+    """The shipped reranker's logits of the n best of `texts` by `scores`, best first: what
+    Ranker.answerability reads (for scripts that score candidates outside the Bot)."""
+    best = np.argsort(-np.asarray(scores), kind="stable")[:n]
+    return shipped_cross_encoder().logits(question, [texts[i] for i in best])

@@ -35,6 +35,7 @@ from qa.build import build  # noqa: E402
 from qa.chat import Conversation  # noqa: E402
 from qa.conversation_eval import load_conversations  # noqa: E402
 from qa.index import Index  # noqa: E402
+from qa.rerank import best_logits  # noqa: E402
 from qa.retrieve import candidates  # noqa: E402
 
 
@@ -71,7 +72,9 @@ def collect(bot: Bot, conversations) -> list[dict]:
                 vec = bot.index.embed([reading.query])[0]
                 c = candidates(bot.index, vec, reading.query)
                 scores = bot.ranker.score(c.features)
-                answered = bot.ranker.answerability(c.features, scores, c.docs) >= bot.ranker.threshold
+                texts = [m.text for m in c.meta]
+                judge = lambda: best_logits(reading.query, texts, scores, bot.ranker.reranker_top)  # noqa: E731
+                answered = bot.ranker.answerability(c.features, scores, c.docs, judge) >= bot.ranker.threshold
                 y = np.array([t.gold.overlaps(m.source, m.start, m.end) for m in c.meta], dtype=bool)
                 groups.append({"X": focus_features(bot.index, c, scores, focus), "y": y, "article": t.gold.source,
                                "answered": answered, "kind": t.kind})

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.eval import load_json, write_articles  # noqa: E402
 from qa.index import Index  # noqa: E402
+from qa.rerank import best_logits  # noqa: E402
 from qa.retrieve import Ranker, candidates  # noqa: E402
 from qa.slots import demote_conflicts  # noqa: E402
 
@@ -117,7 +118,9 @@ def main() -> None:
         if ranker.slot_demotion != 1.0:  # as qa.answer.Bot._answer
             s, hit = demote_conflicts(text, s, [m.text for m in c.meta], ranker.slot_demotion)
         top = int(np.argmax(s))
-        ans = ranker.answerability(c.features, s, c.docs) * (ranker.slot_demotion if hit[top] else 1.0)
+        texts = [m.text for m in c.meta]
+        judge = lambda: best_logits(text, texts, s, ranker.reranker_top)  # noqa: E731
+        ans = ranker.answerability(c.features, s, c.docs, judge) * (ranker.slot_demotion if hit[top] else 1.0)
         return c.meta[top].text, float(s[top]), ans
 
     results: dict[str, dict[str, list]] = {}

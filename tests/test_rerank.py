@@ -75,6 +75,15 @@ def test_a_pairs_logit_does_not_depend_on_the_other_pairs_asked_with_it():
     assert m.logits(q, [*others, answers])[-1] == alone
 
 
+def test_best_logits_judges_the_best_n_by_score_best_first():
+    from qa.rerank import best_logits
+
+    q = "How many people died in the storm?"
+    texts = ["Schools stayed shut.", "The storm killed at least 14 people along the coast.", "Power is back."]
+    got = best_logits(q, texts, np.array([0.2, 0.9, 0.5]), 2)
+    assert got.tolist() == shipped_cross_encoder().logits(q, [texts[1], texts[2]]).tolist()
+
+
 def test_a_question_longer_than_the_reranker_window_is_cut_not_an_error():
     assert shipped_cross_encoder(1).logits("why " * 3000, ["A sentence.", "Another one."]).shape == (2,)
 
