@@ -108,12 +108,13 @@ def _looks_like_person(name: str) -> bool:
     return len(words) >= 2 and all(w[0].isupper() for w in words) and not any(w.isupper() and len(w) > 1 for w in words)
 
 
-def _referent(person: bool, focus: Focus, question: str) -> str | None:
+def _referent(person: bool, focus: Focus, question: str, singular: bool = False) -> str | None:
     """The name a pronoun points at, never one the follow-up already holds ("How did Luther
     respond to him?"). For he/she: after a who-question the new name in the answer (the one nearest
     the question's own name there), else a person's name in the previous query (or its full form
     in the answer: "Luther" -> "Martin Luther"), else a person named in the previous answer, else a
-    one-word name of the previous query. For it/they: a name in the previous query."""
+    one-word name of the previous query. For it/they: a name in the previous query; `singular`
+    (it/its): never two joined by "and" ("the US and China" are "they", not "it")."""
     known = entities(focus.query)
     asked = [e for e in known if e not in question]
     if person:
@@ -133,6 +134,8 @@ def _referent(person: bool, focus: Focus, question: str) -> str | None:
                   or in_answer_people or single)
         if people:
             return people[0]
+    if singular:
+        asked = [e for e in asked if " and " not in e]
     if not asked:
         return None
     return ([e for e in asked if not e[0].isdigit() and not _looks_like_person(e)] or [e for e in asked if not e[0].isdigit()] or asked)[0]
@@ -223,7 +226,8 @@ def read(question: str, focus: Focus | None) -> Reading:
     p = _PRONOUN.search(q, p.start()) if p else None
     if p:
         cue = True
-        name = _referent(p.group(1).lower() in _PERSON, focus, q)
+        word = p.group(1).lower()
+        name = _referent(word in _PERSON, focus, q, singular=word in ("it", "its"))
         if name:
             q, how = _replace_pronoun(q, p, name), "pronoun"
     event = how == "alone" and bool(_EVENT.search(q))

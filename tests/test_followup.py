@@ -27,6 +27,16 @@ def test_person_and_thing_pronouns():
     assert read("Who owns it?", t).query == "Who owns Levi's Stadium?"
 
 
+def test_it_never_stands_for_two_names_joined_by_and():
+    f = focus("What did the US and China agree on rare earths?", "The US and China agreed to ease export curbs.")
+    assert read("What did they sign?", f).query == "What did US and China sign?"
+    r = read("When was it announced?", f)  # "it" is the agreement, which no name says
+    assert (r.query, r.how) == ("When was it announced? (US and China)", "expanded")
+    # a single name beside the pair is still "it"
+    g = focus("When did the US and China sign the Geneva Accord?", "They signed the Geneva Accord in May.")
+    assert read("What did it change?", g).query == "What did Geneva Accord change?"
+
+
 def test_after_a_who_question_he_is_the_answer():
     f = focus("Who was Kublai Khan's grandfather?", "Kublai Khan was a grandson of Genghis Khan, who founded the Mongol Empire.")
     assert read("Which tribes did he unite?", f).query == "Which tribes did Genghis Khan unite?"
