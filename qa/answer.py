@@ -203,7 +203,8 @@ class Bot:
 
         # Is the question answered at all? The cross-encoder's judgment of the best few is asked
         # only when the ranker's evidence alone does not settle it.
-        best = self.ranker.answerability(cands.features, scores, cands.docs, lambda: judge(self.ranker.reranker_top))
+        best = self.ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence,
+                                         lambda: judge(self.ranker.reranker_top))
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:

@@ -74,7 +74,7 @@ def collect(bot: Bot, conversations) -> list[dict]:
                 scores = bot.ranker.score(c.features)
                 texts = [m.text for m in c.meta]
                 judge = lambda: best_logits(reading.query, texts, scores, bot.ranker.reranker_top)  # noqa: E731
-                answered = bot.ranker.answerability(c.features, scores, c.docs, judge) >= bot.ranker.threshold
+                answered = bot.ranker.answerability(c.features, scores, c.docs, c.document_evidence, judge) >= bot.ranker.threshold
                 y = np.array([t.gold.overlaps(m.source, m.start, m.end) for m in c.meta], dtype=bool)
                 groups.append({"X": focus_features(bot.index, c, scores, focus), "y": y, "article": t.gold.source,
                                "answered": answered, "kind": t.kind})

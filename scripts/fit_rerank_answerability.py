@@ -8,11 +8,15 @@ questions of reserved *train* articles; scripts/size_abstention.py's stages):
 - shipped: qa/ranker.json's answerability decision, through qa's own code (with its reranker and
   gate, when it has them; the rows in BENCHMARKS.md labelled "shipped until now" are the model
   before the reranker);
-- refit: the same 8 features refitted;
-- +reranker: the 8 features plus the best reranker logit among the ranker's K best and the
-  reranker logit of the ranker's first;
+- refit: RANKER_ANSWERABILITY_FEATURES (the ranker's evidence, with the two document features),
+  refitted: with --out, the reranker's gate;
+- +reranker: those plus the best reranker logit among the ranker's K best and the reranker logit
+  of the ranker's first (qa's ANSWERABILITY_FEATURES);
+- +reranker, no document features: as +reranker without "document_terms" / "document_names";
 - doc_share+reranker: as +reranker, with "top_documents" replaced by the best document's share of
   the 10 best scores (scripts/fit_size_answerability.py).
+The document features read each collection's sentence texts (--texts, scripts/size_table.py's
+stage_documents).
 Cross-fitted exactly as scripts/fit_size_answerability.py (own split by tune article, foreign by
 reserved article, each half scored by the model fitted on the other; the threshold answers 97.5 %
 of the fitting half's own questions, median over the fit sizes); sizes not in --fit are never
@@ -37,37 +41,54 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_reranker import reranked  # noqa: E402
 from fit_size_answerability import DEV, OWN_ANSWERED, fit_logistic  # noqa: E402
-from size_table import SIZES, sigmoid, stage_groups  # noqa: E402
+from size_table import SIZES, sigmoid, stage_documents, stage_groups  # noqa: E402
 from qa.eval import load_json  # noqa: E402
-from qa.retrieve import Ranker, answerability_features  # noqa: E402
+from qa.retrieve import RANKER_ANSWERABILITY_FEATURES, Ranker, answerability_features  # noqa: E402
 
-KINDS = ("shipped", "refit", "+reranker", "doc_share+reranker")
+KINDS = ("shipped", "refit", "+reranker", "+reranker, no document features", "doc_share+reranker")
+RANKER_WIDTH = len(RANKER_ANSWERABILITY_FEATURES)
 
 
-def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: str) -> np.ndarray:
+def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: str, document) -> np.ndarray:
     """One question's answerability features: qa's ANSWERABILITY_FEATURES given the reranker's
-    logits `ce` of its best candidates, with the document count replaced by the best document's
-    share of the 10 best probabilities for the doc_share kinds, and only the first 8 for the kinds
-    without the reranker."""
-    f = answerability_features(X, s, d, ce)
+    logits `ce` of its best candidates and `document` (DOCUMENT_FEATURES of a document); with the
+    document count replaced by the best document's share of the 10 best probabilities for the
+    doc_share kind, without the two document features for the "no document" kind, and only
+    RANKER_ANSWERABILITY_FEATURES for the kinds without the reranker."""
+    f = answerability_features(X, s, d, document, ce)
     if kind.startswith("doc_share"):
         best = np.argsort(-s, kind="stable")[:10]
         f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
-    return f if "reranker" in kind else f[:8]
+    if "no document" in kind:
+        f = np.delete(f, [RANKER_WIDTH - 2, RANKER_WIDTH - 1])
+    return f if "reranker" in kind else f[:RANKER_WIDTH]
 
 
-def features(groups, top, ranker: Ranker, kind: str, k: int = 5) -> np.ndarray:
+def width(kind: str) -> int:
+    return RANKER_WIDTH + (2 if "reranker" in kind else 0) - (2 if "no document" in kind else 0)
+
+
+def features(groups, documents, top, ranker: Ranker, kind: str, k: int = 5) -> np.ndarray:
     w, b = np.asarray(ranker.weights), ranker.bias
-    width = 10 if "reranker" in kind else 8
-    return np.array([evidence(X, sigmoid(X @ w + b), d, ce[:k], kind) if len(X) else np.full(width, np.nan)
-                     for (X, _, d, _), (*_, ce) in zip(groups, top)])
+    return np.array([evidence(X, sigmoid(X @ w + b), d, ce[:k], kind, document) if len(X) else np.full(width(kind), np.nan)
+                     for (X, _, d, _), document, (*_, ce) in zip(groups, documents, top)])
 
 
-def shipped_probabilities(groups, top, ranker: Ranker, k: int) -> np.ndarray:
+def shipped_probabilities(groups, documents, top, ranker: Ranker, k: int) -> np.ndarray:
     """qa/ranker.json's own decision, through qa's code (its reranker and gate, when it has them)."""
     w, b = np.asarray(ranker.weights), ranker.bias
-    return np.array([ranker.answerability(X, sigmoid(X @ w + b), d, lambda ce=ce: ce[:k]) if len(X) else 0.0
-                     for (X, _, d, _), (*_, ce) in zip(groups, top)])
+    return np.array([ranker.answerability(X, sigmoid(X @ w + b), d, document, lambda ce=ce: ce[:k]) if len(X) else 0.0
+                     for (X, _, d, _), document, (*_, ce) in zip(groups, documents, top)])
+
+
+def fit_on_both_halves(feats, fit_sizes) -> tuple[np.ndarray, float, float]:
+    """(weights, bias, threshold) fitted on every question of the fit sizes."""
+    own_all = np.vstack([feats[s]["own"] for s in fit_sizes])
+    for_all = np.vstack([feats[s]["foreign"] for s in fit_sizes])
+    aw, ab = fit_logistic(own_all[~np.isnan(own_all).any(1)], for_all[~np.isnan(for_all).any(1)])
+    t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"], nan=-1e9) @ aw + ab), 1 - OWN_ANSWERED)
+                         for s in fit_sizes]))
+    return aw, ab, t
 
 
 def main() -> None:
@@ -92,18 +113,23 @@ def main() -> None:
         if own is None or foreign is None:
             continue
         data[size] = {
-            "own": (own, reranked(args, ranker, size, "own")), "foreign": (foreign, reranked(args, ranker, size, "foreign")),
+            **{label: (groups, stage_documents(args.work, args.texts, size, label), reranked(args, ranker, size, label))
+               for label, groups in (("own", own), ("foreign", foreign))},
             "half_own": article_of[: len(own)] % 2, "half_foreign": (np.arange(len(foreign)) >= len(foreign) // 2).astype(int),
         }
     fit_sizes = [s for s in args.fit.split(",") if s in data]
     # 3,000 train questions no model was fitted on, asked of the ~490-article collection
     # (scripts/train_more.py --fresh): their own-answered share is the honest one.
     fresh_groups = stage_groups(args.work, "490", "train_fresh")
-    fresh = (fresh_groups, reranked(args, ranker, "490", "train_fresh")) if fresh_groups is not None else None
+    fresh = (fresh_groups, stage_documents(args.work, args.texts, "490", "train_fresh"),
+             reranked(args, ranker, "490", "train_fresh")) if fresh_groups is not None else None
     report = {}
     for kind in KINDS:
         res = {}
         if kind == "shipped":
+            if len(ranker.answerability_weights) != width("+reranker"):
+                print("shipped: qa/ranker.json was fitted for other answerability features; skipped", flush=True)
+                continue
             t = ranker.threshold
             for s, v in data.items():
                 po, pf = (shipped_probabilities(*v[k], ranker, args.k) for k in ("own", "foreign"))
@@ -136,18 +162,20 @@ def main() -> None:
             res["490 fresh train own"] = (float(np.mean(fresh_answered)), float("nan"))
         report[kind] = res
         print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
+        if args.out and kind == "refit":  # the gate: RANKER_ANSWERABILITY_FEATURES, fitted on both halves
+            gw, gb, _ = fit_on_both_halves(feats, fit_sizes)
         if args.out and kind == "+reranker":  # qa's ANSWERABILITY_FEATURES, fitted on both halves
-            own_all = np.vstack([feats[s]["own"] for s in fit_sizes])
-            for_all = np.vstack([feats[s]["foreign"] for s in fit_sizes])
-            aw, ab = fit_logistic(own_all[~np.isnan(own_all).any(1)], for_all[~np.isnan(for_all).any(1)])
-            t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"], nan=-1e9) @ aw + ab), 1 - OWN_ANSWERED)
-                                 for s in fit_sizes]))
+            aw, ab, t = fit_on_both_halves(feats, fit_sizes)
             shipped = json.loads((ROOT / "qa/ranker.json").read_text())
             shipped.update(answerability_weights=[round(float(x), 6) for x in aw], answerability_bias=round(ab, 6),
                            threshold=round(t, 6), reranker_top=args.k)
+            shipped["reranker_gate"].update(weights=[round(float(x), 6) for x in gw], bias=round(gb, 6))
+            shipped["fitted"]["reranker_gate"] = (
+                "RANKER_ANSWERABILITY_FEATURES refitted on both halves by the same run ('refit'); bounds 0.05/0.9 "
+                "kept from the gate's first fit (BENCHMARKS.md, the 6-layer reranker)")
             shipped["fitted"]["answerability"] = {
                 "script": f"scripts/fit_rerank_answerability.py --reranker {args.reranker} --top {args.top} --k {args.k} --fit {args.fit}",
-                "features": "ANSWERABILITY_FEATURES (qa/retrieve.py): the ranker's evidence and the reranker's logits",
+                "features": "ANSWERABILITY_FEATURES (qa/retrieve.py): the ranker's evidence, the document features and the reranker's logits",
                 "own": "dev tune questions (the encoder was fine-tuned on them: their similarities are inflated)",
                 "foreign": "questions of reserved SQuAD train articles, never indexed",
                 "sizes": fit_sizes,

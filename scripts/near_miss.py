@@ -120,7 +120,7 @@ def main() -> None:
         top = int(np.argmax(s))
         texts = [m.text for m in c.meta]
         judge = lambda: best_logits(text, texts, s, ranker.reranker_top)  # noqa: E731
-        ans = ranker.answerability(c.features, s, c.docs, judge) * (ranker.slot_demotion if hit[top] else 1.0)
+        ans = ranker.answerability(c.features, s, c.docs, c.document_evidence, judge) * (ranker.slot_demotion if hit[top] else 1.0)
         return c.meta[top].text, float(s[top]), ans
 
     results: dict[str, dict[str, list]] = {}

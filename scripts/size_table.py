@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.eval import auroc  # noqa: E402
+from qa.features import document_coverage, question_names  # noqa: E402
+from qa.lexical import query_terms, term_sets, tokenize  # noqa: E402
 from qa.retrieve import answerability_features  # noqa: E402
 
 SIZES = ("1", "24", "48", "150", "490")
@@ -37,20 +40,55 @@ def stage_groups(work: Path, size: str, label: str) -> list | None:
     return load_groups(f) if f.exists() else None
 
 
+def stage_files(work: Path, texts: Path, size: str, label: str) -> list[tuple[Path, Path]]:
+    """(candidates file, texts file) pairs of one stage; size 1 has one pair per tune article."""
+    if size == "1":
+        files = sorted((work / "size1").glob(f"{label}[0-9][0-9].npz"))
+        return [(f, texts / "size1" / f"texts{f.stem[-2:]}.npz") for f in files]
+    return [(work / f"size{size}" / f"{label}.npz", texts / f"size{size}" / "texts.npz")]
+
+
+@lru_cache(maxsize=2)
+def document_terms(texts_file: Path) -> dict[int, set[str]]:
+    """Every term of each document of a collection, from its sentences' texts (as BM25 tokenizes them)."""
+    z = np.load(texts_file, allow_pickle=False)
+    out: dict[int, set[str]] = {}
+    for doc, terms in zip(z["docs"].tolist(), term_sets([str(t) for t in z["texts"]])):
+        out.setdefault(doc, set()).update(terms)
+    return out
+
+
+def stage_documents(work: Path, texts: Path, size: str, label: str) -> list | None:
+    """Each question's `document(doc)` for qa.retrieve.answerability_features (DOCUMENT_FEATURES
+    of a document of the collection), aligned with stage_groups; None when not measured."""
+    pairs = [(c, t) for c, t in stage_files(work, texts, size, label) if c.exists()]
+    if not pairs:
+        return None
+    out = []
+    for cands, texts_file in pairs:
+        held = document_terms(texts_file)
+        for q in np.load(cands, allow_pickle=False)["questions"]:
+            terms = set(query_terms(str(q)))
+            names = terms & set(tokenize([" ".join(question_names(str(q)))])[0])
+            out.append(lambda doc, t=terms, n=names, h=held: document_coverage(t, n, h.get(doc, set()) & t))
+    return out
+
+
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def question_evidence(groups, w, b):
-    """Per question: the answerability features and whether the top sentence is right."""
+def question_evidence(groups, documents, w, b):
+    """Per question: the answerability features (without the reranker's) and whether the top
+    sentence is right."""
     feats, right = [], []
-    for X, y, d, _ in groups:
+    for (X, y, d, _), document in zip(groups, documents):
         if not len(X):
             feats.append(None)
             right.append(False)
             continue
         s = sigmoid(X @ w + b)
-        feats.append(answerability_features(X, s, d))
+        feats.append(answerability_features(X, s, d, document))
         right.append(bool(y[int(np.argmax(s))]))
     return feats, np.array(right)
 

@@ -57,3 +57,21 @@ def test_term_sets_are_the_tokenizers_terms():
 
     texts = [LEAD, CAUSE, ACRES, "The agreement was signed; agreements were signed.", ""]
     assert term_sets(texts) == [set(t) for t in tokenize(texts)]
+
+
+def test_names_are_the_capitalised_words_after_a_sentences_first():
+    from qa.features import question_names
+
+    assert question_names("How many members does the UGLE have in London?") == ["UGLE", "London"]
+    assert question_names("What colour was the U2 iPod?") == ["U2"]  # digits in a name; "iPod" is not capitalised
+    assert question_names("London agreed to what?") == []  # a first word is capitalised whatever it is
+    assert question_names("Storm Helena hit Bergen. Who died?") == ["Helena", "Bergen"]  # so is a second sentence's
+    assert question_names("  When did Northwind report?") == ["Northwind"]
+
+
+def test_document_coverage_counts_terms_and_names_and_is_one_without_any():
+    from qa.features import document_coverage
+
+    assert document_coverage({"member", "ugle", "london"}, {"ugle", "london"}, {"member", "london"}) == (2 / 3, 0.5)
+    assert document_coverage({"member"}, set(), {"member"}) == (1.0, 1.0)
+    assert document_coverage(set(), set(), set()) == (1.0, 1.0)

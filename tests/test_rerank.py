@@ -104,10 +104,10 @@ def test_the_bot_declines_by_the_reranker_judgment_of_its_best_sentences(seed_in
     assert answer.answered and "London" in answer.sentences[0].text
     cands, scores, order = ranked_candidates(bot.index, ranker, SEED_QUESTION)
     logits = shipped_cross_encoder().logits(SEED_QUESTION, [cands.meta[i].text for i in order[:2]])
-    assert answer.score == pytest.approx(ranker.answerability(cands.features, scores, cands.docs, lambda: logits), rel=1e-4)
-    x = answerability_features(cands.features, scores, cands.docs, logits)
+    assert answer.score == pytest.approx(ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence, lambda: logits), rel=1e-4)
+    x = answerability_features(cands.features, scores, cands.docs, cands.document_evidence, logits)
     assert x[-2] == pytest.approx(logits.max()) and x[-1] == pytest.approx(logits[0])
-    assert ranker.answerability(cands.features, scores, cands.docs, lambda: logits - 5) < answer.score
+    assert ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence, lambda: logits - 5) < answer.score
     assert not bot.ask("Which team won the 1998 football world cup?").answered
 
 
@@ -129,12 +129,12 @@ def test_questions_the_ranker_settles_skip_the_reranker(seed_index):
         search = search_text(question)
         cands = candidates(index, index.embed([search])[0], search)
         scores = ranker.score(cands.features)
-        sure = 1 / (1 + np.exp(-(answerability_features(cands.features, scores, cands.docs) @ np.asarray(gate["weights"]) + gate["bias"])))
+        sure = 1 / (1 + np.exp(-(answerability_features(cands.features, scores, cands.docs, cands.document_evidence) @ np.asarray(gate["weights"]) + gate["bias"])))
         if sure < gate["decline_below"] or sure >= gate["answer_above"]:
             settled += 1
-            assert ranker.answerability(cands.features, scores, cands.docs, never) == pytest.approx(sure)
+            assert ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence, never) == pytest.approx(sure)
         else:
-            assert ranker.answerability(cands.features, scores, cands.docs, lambda: np.zeros(2)) != pytest.approx(sure)
+            assert ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence, lambda: np.zeros(2)) != pytest.approx(sure)
     assert settled >= 2  # a clear answer and an off-topic question are settled without it
 
 

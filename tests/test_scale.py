@@ -194,3 +194,31 @@ def test_library_builds_and_asks_over_milvus(tmp_path):
         assert bot.chat().ask("Who led the talks in London?").answered
     finally:
         bot.index.close()
+
+
+def test_milvus_gives_the_folders_document_evidence(built, sample):
+    """DOCUMENT_FEATURES from Milvus (a query for the article's stored tokens) equal the folder's
+    (its postings) for the same top sentence."""
+    from qa.index import Index
+    from qa.retrieve import Ranker, candidates
+    from qa.stores.milvus import MilvusStore
+
+    folder, uri, _ = built
+    _, questions = sample
+    local, store = Index.open(folder), MilvusStore.open(uri, "qa")
+    ranker, compared, partial = Ranker.default(), 0, 0
+    try:
+        for q in questions[:40]:
+            vec = local.embed([q])[0]
+            got = []
+            for index in (local, store):
+                c = candidates(index, vec, q)
+                top = int(np.argmax(ranker.score(c.features)))
+                got.append(((c.meta[top].source, c.meta[top].start), c.document_evidence(int(c.docs[top]))))
+            if got[0][0] == got[1][0]:
+                compared += 1
+                assert got[0][1] == got[1][1], q
+                partial += got[0][1][0] < 1.0
+    finally:
+        store.close()
+    assert compared >= 36 and partial >= 5  # mostly the same top; some articles lack a question term

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +22,7 @@ class FolderLexical:
     bm: object  # lexical.SparseScores
     top: np.ndarray
     term_rows: dict  # query token -> the live rows holding it (ascending)
+    docs_of: Callable[[np.ndarray], np.ndarray]  # the document of each row
 
     @property
     def best(self) -> float:
@@ -34,6 +36,10 @@ class FolderLexical:
         ids = np.asarray(ids, dtype=np.int64)
         held = {tok: np.isin(ids, rows) for tok, rows in self.term_rows.items()}
         return [{tok for tok, has in held.items() if has[i]} for i in range(len(ids))]
+
+    def terms_in_document(self, doc: int) -> set[str]:
+        """From the postings already read: the tokens with a row in that document."""
+        return {tok for tok, rows in self.term_rows.items() if len(rows) and bool((self.docs_of(rows) == doc).any())}
 
 
 def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -158,7 +164,7 @@ class FolderSearch:
 
             allowed = self._dated(dates)[self.docs_of(bm.rows)]
             bm = SparseScores(bm.rows, np.where(allowed, bm.values, 0).astype(bm.values.dtype), bm.size)
-        return FolderLexical(bm, bm.top(k), term_rows)
+        return FolderLexical(bm, bm.top(k), term_rows, self.docs_of)
 
     def row_info(self, rows) -> np.ndarray:
         """Per row: its segment's row table, neighbours and headline flag (documents never span

@@ -294,3 +294,12 @@ class MilvusLexical:
         wanted = set(self.terms)
         return [wanted & t for t in term_sets(texts)]
 
+    def terms_in_document(self, doc: int) -> set[str]:
+        """One query for the document's sentences' stored BM25 tokens."""
+        wanted = set(self.terms)
+        if not wanted:
+            return set()
+        store = self.store
+        rows = store._call("query", lambda: store.client.query(store.name, filter=f"doc == {int(doc)}", output_fields=["terms"]))
+        return wanted & {t for r in rows for t in r["terms"].split()}
+
