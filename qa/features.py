@@ -87,26 +87,29 @@ def focus(question_tokens: set[str], sentence_tokens: list[set[str]], docs: np.n
 # capitalised whatever it is.
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z0-9]+")
 
-DOCUMENT_FEATURES = ("document_terms", "document_names")
-
-
 def question_names(question: str) -> list[str]:
     """The words of the names a question mentions ("Northwind", "UGLE"), not yet tokenized."""
     return [m.group(0) for m in _NAME.finditer(question.strip())]
 
 
-def document_coverage(terms: set[str], names: set[str], held: set[str]) -> tuple[float, float]:
-    """(share of the question's terms, share of its name terms) that a document holds anywhere;
-    1 where the question has none.
+def name_terms(question: str) -> set[str]:
+    """The search terms (qa.lexical.query_terms) of the names a question mentions."""
+    from .lexical import query_terms, tokenize
+
+    return set(query_terms(question)) & set(tokenize([" ".join(question_names(question))])[0])
+
+
+def name_coverage(names: set[str], held: set[str]) -> float:
+    """Share of the question's name terms that a document holds anywhere; 1 when it names nothing.
 
     Why: a question about something the collection never mentions ("How many members does the
     UGLE have?") still finds a sentence on a related topic, and the more articles, the likelier.
     Whether the answer's own article names what the question names does not grow with the
-    collection the way similarities do (BENCHMARKS.md, "Does the answer's article name what the
-    question names?").
+    collection the way similarities do. Names, not all the question's words: a reader's "How long
+    did the talks last?" paraphrases, and the share of all its words declined it (BENCHMARKS.md,
+    "Does the answer's article name what the question names?").
     """
-    share = len(terms & held) / len(terms) if terms else 1.0
-    return share, (len(names & held) / len(names) if names else 1.0)
+    return len(names & held) / len(names) if names else 1.0
 
 
 def ranks(values: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from .chunk import PASSAGE_SENTENCES, PASSAGE_STRIDE
 from .features import QTYPE_FEATURES, question_type, ranks, type_match
 from .features import coverage as title_coverage
-from .features import DOCUMENT_FEATURES, document_coverage, focus, question_names
+from .features import focus, name_coverage, name_terms
 from .index import StoredSentence
 from .lexical import query_terms, term_sets, tokenize
 from .recency import DateRange
@@ -49,12 +49,12 @@ _F = {name: i for i, name in enumerate(FEATURES)}
 #   `reranker_top` best candidates (their maximum, and the first's). It judges one pair at a time,
 #   so it does not grow with the collection; it declines 5-8 points more foreign questions at every
 #   size (BENCHMARKS.md, issue 14).
-# - "document_terms" / "document_names": the share of the question's terms, and of the terms of the
-#   names it mentions, that the best candidate's document holds anywhere (qa.features): a question
-#   about something the collection never mentions still finds a related sentence.
+# - "document_names": the share of the names the question mentions that the best candidate's
+#   document holds anywhere (qa.features.name_coverage): a question about something the collection
+#   never mentions still finds a related sentence, the likelier the more articles.
 RANKER_ANSWERABILITY_FEATURES = (
     "top_probability", "max_dense", "max_passage", "max_coverage", "top_coverage", "top_title", "top_dense",
-    "top_documents", *DOCUMENT_FEATURES,
+    "top_documents", "document_names",
 )
 ANSWERABILITY_FEATURES = RANKER_ANSWERABILITY_FEATURES + ("reranker_best", "reranker_first")
 
@@ -65,14 +65,14 @@ class Candidates:
     features: np.ndarray  # (len(rows), len(FEATURES))
     meta: list[StoredSentence]
     docs: np.ndarray  # document id of each row
-    terms: set[str] = field(default_factory=set)  # the question's search terms
-    names: set[str] = field(default_factory=set)  # those of the names it mentions
+    names: set[str] = field(default_factory=set)  # the search terms of the names the question mentions
     lexical: LexicalHits | None = None  # the question's BM25 hits
 
-    def document_evidence(self, doc: int) -> tuple[float, float]:
-        """DOCUMENT_FEATURES of one of the candidates' documents."""
-        held = self.lexical.terms_in_document(doc) if self.lexical is not None else set()
-        return document_coverage(self.terms, self.names, held)
+    def document_evidence(self, doc: int) -> float:
+        """"document_names" of one of the candidates' documents: the share of the question's names it holds."""
+        if not self.names:
+            return 1.0
+        return name_coverage(self.names, self.lexical.terms_in_document(doc) if self.lexical is not None else set())
 
 
 @dataclass
@@ -132,9 +132,9 @@ class Ranker:
         return _sigmoid(features @ np.asarray(self.weights, dtype=np.float32) + self.bias)
 
     def answerability(self, features: np.ndarray, scores: np.ndarray, docs: np.ndarray,
-                      document: Callable[[int], tuple[float, float]],
+                      document: Callable[[int], float],
                       reranker: Callable[[], np.ndarray] | None = None) -> float:
-        """`document(doc)` gives DOCUMENT_FEATURES of a document (`Candidates.document_evidence`);
+        """`document(doc)` gives "document_names" of a document (`Candidates.document_evidence`);
         `reranker()` the cross-encoder's logits of the `reranker_top` best candidates by `scores`,
         best first; it is called only when `reranker_top` is set and the gate does not settle the
         question."""
@@ -189,9 +189,9 @@ def _logit(p):
 
 
 def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray,
-                           document: Callable[[int], tuple[float, float]],
+                           document: Callable[[int], float],
                            reranker: np.ndarray | None = None) -> np.ndarray:
-    """RANKER_ANSWERABILITY_FEATURES (`document(doc)`: DOCUMENT_FEATURES of a document), followed
+    """RANKER_ANSWERABILITY_FEATURES (`document(doc)`: "document_names" of a document), followed
     by the two reranker ones when its logits are given (the reranker's logits of the best
     candidates by `scores`, best first)."""
     best = np.argsort(-scores, kind="stable")[:10]
@@ -199,7 +199,7 @@ def answerability_features(X: np.ndarray, scores: np.ndarray, docs: np.ndarray,
     ranker_evidence = [
         scores[top], X[:, _F["dense"]].max(), X[:, _F["passage"]].max(), X[:, _F["coverage"]].max(),
         X[top, _F["coverage"]], X[top, _F["title"]], X[top, _F["dense"]],
-        np.log(len(np.unique(docs[best]))), *document(int(docs[top])),
+        np.log(len(np.unique(docs[best]))), document(int(docs[top])),
     ]
     if reranker is not None:
         ranker_evidence += reranker_evidence(reranker)
@@ -263,9 +263,7 @@ def candidates(index: SentenceStore, query_vec: np.ndarray, query_text: str, dat
     coverage = _coverage(np.array([len(h) for h in held], dtype=np.int64), len(set(terms)))
     X = feature_matrix(query_text, dense, passage, neighbor, b, nb, lex.best,
                        coverage, docs, paragraphs, texts, [m.title for m in meta], held)
-    term_set = set(terms)
-    names = term_set & set(tokenize([" ".join(question_names(query_text))])[0])
-    return Candidates(rows, X, meta, docs, term_set, names, lex)
+    return Candidates(rows, X, meta, docs, name_terms(query_text), lex)
 
 
 def feature_matrix(

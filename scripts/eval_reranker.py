@@ -32,16 +32,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from qa.rerank import CrossEncoder  # noqa: E402
 from qa.retrieve import Ranker, reorder_count  # noqa: E402
+from size_table import stage_files  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1e6)
-
-
-def stage_files(work: Path, texts: Path, size: str, label: str) -> list[tuple[Path, Path]]:
-    """(candidates file, texts file) pairs of one stage; size 1 has one pair per tune article."""
-    if size == "1":
-        files = sorted((work / "size1").glob(f"{label}[0-9][0-9].npz"))
-        return [(f, texts / "size1" / f"texts{f.stem[-2:]}.npz") for f in files]
-    return [(work / f"size{size}" / f"{label}.npz", texts / f"size{size}" / "texts.npz")]
 
 
 def reranked(args, ranker: Ranker, size: str, label: str):

@@ -8,14 +8,14 @@ questions of reserved *train* articles; scripts/size_abstention.py's stages):
 - shipped: qa/ranker.json's answerability decision, through qa's own code (with its reranker and
   gate, when it has them; the rows in BENCHMARKS.md labelled "shipped until now" are the model
   before the reranker);
-- refit: RANKER_ANSWERABILITY_FEATURES (the ranker's evidence, with the two document features),
-  refitted: with --out, the reranker's gate;
+- refit: RANKER_ANSWERABILITY_FEATURES (the ranker's evidence, with "document_names"), refitted:
+  with --out, the reranker's gate;
 - +reranker: those plus the best reranker logit among the ranker's K best and the reranker logit
   of the ranker's first (qa's ANSWERABILITY_FEATURES);
-- +reranker, no document features: as +reranker without "document_terms" / "document_names";
+- +reranker, no document features: as +reranker without "document_names";
 - doc_share+reranker: as +reranker, with "top_documents" replaced by the best document's share of
   the 10 best scores (scripts/fit_size_answerability.py).
-The document features read each collection's sentence texts (--texts, scripts/size_table.py's
+"document_names" reads each collection's sentence texts (--texts, scripts/size_table.py's
 stage_documents).
 Cross-fitted exactly as scripts/fit_size_answerability.py (own split by tune article, foreign by
 reserved article, each half scored by the model fitted on the other; the threshold answers 97.5 %
@@ -51,21 +51,21 @@ RANKER_WIDTH = len(RANKER_ANSWERABILITY_FEATURES)
 
 def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: str, document) -> np.ndarray:
     """One question's answerability features: qa's ANSWERABILITY_FEATURES given the reranker's
-    logits `ce` of its best candidates and `document` (DOCUMENT_FEATURES of a document); with the
+    logits `ce` of its best candidates and `document` ("document_names" of a document); with the
     document count replaced by the best document's share of the 10 best probabilities for the
-    doc_share kind, without the two document features for the "no document" kind, and only
+    doc_share kind, without "document_names" for the "no document" kind, and only
     RANKER_ANSWERABILITY_FEATURES for the kinds without the reranker."""
     f = answerability_features(X, s, d, document, ce)
     if kind.startswith("doc_share"):
         best = np.argsort(-s, kind="stable")[:10]
         f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
     if "no document" in kind:
-        f = np.delete(f, [RANKER_WIDTH - 2, RANKER_WIDTH - 1])
+        f = np.delete(f, [RANKER_WIDTH - 1])
     return f if "reranker" in kind else f[:RANKER_WIDTH]
 
 
 def width(kind: str) -> int:
-    return RANKER_WIDTH + (2 if "reranker" in kind else 0) - (2 if "no document" in kind else 0)
+    return RANKER_WIDTH + (2 if "reranker" in kind else 0) - (1 if "no document" in kind else 0)
 
 
 def features(groups, documents, top, ranker: Ranker, kind: str, k: int = 5) -> np.ndarray:
@@ -175,7 +175,7 @@ def main() -> None:
                 "kept from the gate's first fit (BENCHMARKS.md, the 6-layer reranker)")
             shipped["fitted"]["answerability"] = {
                 "script": f"scripts/fit_rerank_answerability.py --reranker {args.reranker} --top {args.top} --k {args.k} --fit {args.fit}",
-                "features": "ANSWERABILITY_FEATURES (qa/retrieve.py): the ranker's evidence, the document features and the reranker's logits",
+                "features": "ANSWERABILITY_FEATURES (qa/retrieve.py): the ranker's evidence, whether the answer's article holds the question's names, and the reranker's logits",
                 "own": "dev tune questions (the encoder was fine-tuned on them: their similarities are inflated)",
                 "foreign": "questions of reserved SQuAD train articles, never indexed",
                 "sizes": fit_sizes,

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from qa.rerank import CrossEncoder  # noqa: E402
 from eval_reranker import reranked  # noqa: E402
 from fit_rerank_answerability import OWN_ANSWERED, evidence, features, fit_logistic  # noqa: E402
-from size_table import sigmoid, stage_groups  # noqa: E402
+from size_table import sigmoid, stage_documents, stage_groups  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.recency import search_text  # noqa: E402
 from qa.retrieve import Ranker, candidates  # noqa: E402
@@ -43,7 +43,7 @@ def seed_features(bot: Bot, ranker: Ranker, ce: CrossEncoder, kind: str) -> np.n
         c = candidates(bot.index, bot.index.embed([search_text(q)])[0], search_text(q))
         s = ranker.score(c.features)
         best = np.argsort(-s, kind="stable")[:2]
-        rows.append(evidence(c.features, s, c.docs, ce.logits(q, [c.meta[i].text for i in best]), kind))
+        rows.append(evidence(c.features, s, c.docs, ce.logits(q, [c.meta[i].text for i in best]), kind, c.document_evidence))
     return np.array(rows)
 
 
@@ -57,16 +57,15 @@ def main() -> None:
     cli = ap.parse_args()
     args = SimpleNamespace(**vars(cli), limit=0, threads=2)
     ranker = Ranker.default()
-    data = {s: {label: (stage_groups(args.work, s, label), reranked(args, ranker, s, label)) for label in ("own", "foreign")}
+    data = {s: {label: (stage_groups(args.work, s, label), stage_documents(args.work, args.texts, s, label),
+                        reranked(args, ranker, s, label)) for label in ("own", "foreign")}
             for s in ("1", "24", "48")}
     ce = CrossEncoder(args.reranker, 2)
     bot = Bot.open(ROOT / "embeddings")
-    for kind in ("shipped", "+reranker", "doc_share+reranker", "doc_share"):
-        fit_kind = "doc_share+reranker" if kind == "doc_share" else kind
+    for kind in ("shipped", "+reranker", "+reranker, no document features", "doc_share+reranker"):
+        fit_kind = kind
         feats = {s: {label: np.nan_to_num(features(*data[s][label], ranker, "shipped" if kind == "shipped" else fit_kind, 2),
                                           nan=-1e9) for label in data[s]} for s in data}
-        if kind == "doc_share":  # the same without the two reranker columns
-            feats = {s: {label: f[:, :8] for label, f in v.items()} for s, v in feats.items()}
         if kind == "shipped":  # qa's own answer, reranker and gate included
             t, p = ranker.threshold, np.array([bot.ask(q).score for q in QUESTIONS])
         else:

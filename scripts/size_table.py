@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.eval import auroc  # noqa: E402
-from qa.features import document_coverage, question_names  # noqa: E402
-from qa.lexical import query_terms, term_sets, tokenize  # noqa: E402
+from qa.features import name_coverage, name_terms  # noqa: E402
+from qa.lexical import term_sets  # noqa: E402
 from qa.retrieve import answerability_features  # noqa: E402
 
 SIZES = ("1", "24", "48", "150", "490")
@@ -59,7 +59,7 @@ def document_terms(texts_file: Path) -> dict[int, set[str]]:
 
 
 def stage_documents(work: Path, texts: Path, size: str, label: str) -> list | None:
-    """Each question's `document(doc)` for qa.retrieve.answerability_features (DOCUMENT_FEATURES
+    """Each question's `document(doc)` for qa.retrieve.answerability_features ("document_names"
     of a document of the collection), aligned with stage_groups; None when not measured."""
     pairs = [(c, t) for c, t in stage_files(work, texts, size, label) if c.exists()]
     if not pairs:
@@ -68,9 +68,7 @@ def stage_documents(work: Path, texts: Path, size: str, label: str) -> list | No
     for cands, texts_file in pairs:
         held = document_terms(texts_file)
         for q in np.load(cands, allow_pickle=False)["questions"]:
-            terms = set(query_terms(str(q)))
-            names = terms & set(tokenize([" ".join(question_names(str(q)))])[0])
-            out.append(lambda doc, t=terms, n=names, h=held: document_coverage(t, n, h.get(doc, set()) & t))
+            out.append(lambda doc, n=name_terms(str(q)), h=held: name_coverage(n, h.get(doc, set())))
     return out
 
 

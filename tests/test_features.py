@@ -69,9 +69,10 @@ def test_names_are_the_capitalised_words_after_a_sentences_first():
     assert question_names("  When did Northwind report?") == ["Northwind"]
 
 
-def test_document_coverage_counts_terms_and_names_and_is_one_without_any():
-    from qa.features import document_coverage
+def test_name_terms_are_stemmed_search_terms_and_their_coverage_is_one_without_any():
+    from qa.features import name_coverage, name_terms
 
-    assert document_coverage({"member", "ugle", "london"}, {"ugle", "london"}, {"member", "london"}) == (2 / 3, 0.5)
-    assert document_coverage({"member"}, set(), {"member"}) == (1.0, 1.0)
-    assert document_coverage(set(), set(), set()) == (1.0, 1.0)
+    assert name_terms("How many members does the UGLE have in London?") == {"ugl", "london"}
+    assert name_terms("What did the talks reach?") == set()
+    assert name_coverage({"ugl", "london"}, {"member", "london"}) == 0.5
+    assert name_coverage(set(), set()) == 1.0

@@ -172,11 +172,10 @@ def test_the_terms_a_candidate_holds_come_from_the_postings_as_from_its_text(see
 
 
 def test_document_evidence_reads_the_whole_article_not_just_the_candidates(seed_index):
-    """DOCUMENT_FEATURES: which of the question's terms and names the answer's article holds anywhere,
-    from the postings the question's BM25 already read."""
-    from qa.features import document_coverage
+    """"document_names": which of the names the question mentions the answer's article holds
+    anywhere, from the postings the question's BM25 already read."""
     from qa.index import Index
-    from qa.lexical import term_sets
+    from qa.lexical import query_terms, term_sets
     from qa.retrieve import candidates
 
     index = Index.open(seed_index)
@@ -187,8 +186,10 @@ def test_document_evidence_reads_the_whole_article_not_just_the_candidates(seed_
     rows = rows[index.docs_of(rows) == doc]
     held = set().union(*term_sets([s.text for s in index.sentences_at(rows)]))
     assert cands.names == {"ugl", "london"} and "london" in held and "ugl" not in held  # stemmed
-    assert cands.document_evidence(doc) == document_coverage(cands.terms, cands.names, held & cands.terms)
-    assert cands.document_evidence(doc)[1] == 0.5
+    assert cands.lexical.terms_in_document(doc) == held & set(query_terms(question))  # every term, not only names
+    assert cands.document_evidence(doc) == 0.5
+    other = candidates(index, index.embed(["Who led the talks in London?"])[0], "Who led the talks in London?")
+    assert other.document_evidence(doc) == 1.0
 
 
 def test_an_article_that_never_names_what_the_question_names_lowers_answerability(seed_index):
@@ -203,7 +204,8 @@ def test_an_article_that_never_names_what_the_question_names_lowers_answerabilit
     cands = candidates(index, index.embed([question])[0], question)
     scores = ranker.score(cands.features)
     logits = lambda: np.array([2.0, 0.0], np.float32)  # noqa: E731
-    named = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: (1.0, 1.0), logits)
-    unnamed = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: (1.0, 0.0), logits)
-    fewer_terms = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: (0.5, 1.0), logits)
-    assert unnamed < named and fewer_terms < named
+    named = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: 1.0, logits)
+    half = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: 0.5, logits)
+    unnamed = ranker.answerability(cands.features, scores, cands.docs, lambda _doc: 0.0, logits)
+    assert unnamed < half < named
+    assert cands.document_evidence(int(cands.docs[0])) == 1.0  # the seed article names London

@@ -197,7 +197,7 @@ def test_library_builds_and_asks_over_milvus(tmp_path):
 
 
 def test_milvus_gives_the_folders_document_evidence(built, sample):
-    """DOCUMENT_FEATURES from Milvus (a query for the article's stored tokens) equal the folder's
+    """"document_names" from Milvus (a query for the article's stored tokens) equals the folder's
     (its postings) for the same top sentence."""
     from qa.index import Index
     from qa.retrieve import Ranker, candidates
@@ -208,7 +208,8 @@ def test_milvus_gives_the_folders_document_evidence(built, sample):
     local, store = Index.open(folder), MilvusStore.open(uri, "qa")
     ranker, compared, partial = Ranker.default(), 0, 0
     try:
-        for q in questions[:40]:
+        # SQuAD's own questions name what their article names: two that name something absent.
+        for q in questions[:40] + ["Who led the trade talks in Zanzibar?", "How many members does the UGLE have?"]:
             vec = local.embed([q])[0]
             got = []
             for index in (local, store):
@@ -218,7 +219,7 @@ def test_milvus_gives_the_folders_document_evidence(built, sample):
             if got[0][0] == got[1][0]:
                 compared += 1
                 assert got[0][1] == got[1][1], q
-                partial += got[0][1][0] < 1.0
+                partial += got[0][1] < 1.0
     finally:
         store.close()
-    assert compared >= 36 and partial >= 5  # mostly the same top; some articles lack a question term
+    assert compared >= 38 and partial >= 2  # mostly the same top sentence
