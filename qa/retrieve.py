@@ -106,8 +106,9 @@ class Ranker:
     # not): those whose ranker logit is within `rerank_within` of the first's (None: all of them),
     # by ranker logit + `rerank_weight` x reranker logit; their probability becomes
     # sigmoid(scale x that + bias) (`rerank_calibration`, fitted on tune). Skipped when the ranker's
-    # first leads its second by more than `rerank_margin` in logit, for speed: at 1, 71 % of tune
-    # questions skip it (BENCHMARKS.md, "The reranker trained on a GPU", "Deeper re-ordering").
+    # first leads its second by more than `rerank_margin` in logit, for speed: at 1.5, 59 % of tune
+    # questions skip it (BENCHMARKS.md, "The reranker trained on a GPU", "Deeper re-ordering",
+    # "Does the answer's article name what the question names?").
     rerank_top: int = 0
     rerank_weight: float = 0.0
     rerank_margin: float | None = None

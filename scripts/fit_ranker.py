@@ -41,7 +41,7 @@ from qa.eval import load_json, write_articles  # noqa: E402
 from qa.index import Index  # noqa: E402
 from qa.eval import auroc  # noqa: E402
 from qa.lexical import TERMS_VERSION  # noqa: E402
-from qa.retrieve import ANSWERABILITY_FEATURES, FEATURES, answerability_features, candidates  # noqa: E402
+from qa.retrieve import FEATURES, RANKER_ANSWERABILITY_FEATURES, answerability_features, candidates  # noqa: E402
 
 L2 = 1.0  # penalty of the listwise fit (tune CV R@1 within 0.2 points for 0.1 .. 1)
 OWN_ANSWERED = 0.975  # share of own questions the threshold must still answer
@@ -50,11 +50,12 @@ SLOT_DEMOTION = 0.1  # qa/slots.py's rule (issue 14): set, not fitted; kept by e
 
 
 def collect(index: Index, questions, cache: Path | None = None):
-    """Per question: (features, labels, document ids) of its candidates (cached beside the index)."""
+    """Per question: (features, labels, document ids, "document_names" of each candidate's document)
+    of its candidates (cached beside the index)."""
     if cache and cache.exists():
         data = np.load(cache, allow_pickle=False)
-        if tuple(data["features"]) == FEATURES and "d0" in data and int(data.get("terms", 0)) == TERMS_VERSION:
-            return [(data[f"x{i}"], data[f"y{i}"], data[f"d{i}"]) for i in range(int(data["n"]))]
+        if tuple(data["features"]) == FEATURES and "e0" in data and int(data.get("terms", 0)) == TERMS_VERSION:
+            return [(data[f"x{i}"], data[f"y{i}"], data[f"d{i}"], data[f"e{i}"]) for i in range(int(data["n"]))]
     out = []
     for lo in range(0, len(questions), 256):
         batch = questions[lo : lo + 256]
@@ -62,11 +63,12 @@ def collect(index: Index, questions, cache: Path | None = None):
         for q, v in zip(batch, vecs):
             c = candidates(index, v, q.text)
             y = np.array([q.overlaps(m.source, m.start, m.end) for m in c.meta])
-            out.append((c.features, y, c.docs))
+            named = {int(d): c.document_evidence(int(d)) for d in np.unique(c.docs)}
+            out.append((c.features, y, c.docs, np.array([named[int(d)] for d in c.docs], np.float32)))
         print(f"  {min(lo + 256, len(questions))}/{len(questions)}", file=sys.stderr, end="\r")
     print(file=sys.stderr)
     if cache:
-        arrays = {f"{k}{i}": a for i, g in enumerate(out) for k, a in zip("xyd", g)}
+        arrays = {f"{k}{i}": a for i, g in enumerate(out) for k, a in zip("xyde", g)}
         np.savez(cache, n=len(out), features=np.array(FEATURES), terms=TERMS_VERSION, **arrays)
     return out
 
@@ -86,7 +88,7 @@ def fit(groups, l2: float = L2):
     from scipy.optimize import minimize
     from sklearn.linear_model import LogisticRegression
 
-    G = [(X.astype(np.float64), y.astype(bool)) for X, y, _ in groups if len(y) and y.any()]
+    G = [(X.astype(np.float64), y.astype(bool)) for X, y, *_ in groups if len(y) and y.any()]
     X = np.vstack([g[0] for g in G])
     y = np.concatenate([g[1] for g in G])
     sizes = np.array([len(g[1]) for g in G])
@@ -109,7 +111,7 @@ def fit(groups, l2: float = L2):
 
 def recall_at_1(groups, w, b) -> float:
     hits = 0
-    for X, y, _ in groups:
+    for X, y, *_ in groups:
         if len(y):
             hits += bool(y[int(np.argmax(X @ w + b))])
     return hits / len(groups)
@@ -117,8 +119,10 @@ def recall_at_1(groups, w, b) -> float:
 
 def answerability_matrix(groups, w, b) -> np.ndarray:
     rows = []
-    for X, _, docs in groups:
-        rows.append(answerability_features(X, 1 / (1 + np.exp(-(X @ w + b))), docs) if len(X) else np.zeros(len(ANSWERABILITY_FEATURES)))
+    for X, _, docs, named in groups:
+        document = lambda doc, docs=docs, named=named: float(named[np.flatnonzero(docs == doc)[0]])  # noqa: E731
+        rows.append(answerability_features(X, 1 / (1 + np.exp(-(X @ w + b))), docs, document) if len(X)
+                    else np.zeros(len(RANKER_ANSWERABILITY_FEATURES)))
     return np.array(rows)
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fit_ranker import fit  # noqa: E402
 from fit_ranker_train import recall  # noqa: E402
-from size_table import probabilities, question_evidence, stage_groups, table  # noqa: E402
+from size_table import probabilities, question_evidence, stage_documents, stage_groups, table  # noqa: E402
 from qa.features import focus  # noqa: E402
 from qa.lexical import query_terms, tokenize  # noqa: E402
 from qa.retrieve import FEATURES  # noqa: E402
@@ -114,9 +114,10 @@ def main() -> None:
     # the new ranker: all features, answerability as shipped, threshold re-set (see the docstring)
     own24 = stage_groups(args.out_work, "24", "own")
     aw, ab = np.asarray(shipped["answerability_weights"]), shipped["answerability_bias"]
-    old_p = probabilities(question_evidence([(X[:, base_cols], y, d, r) for X, y, d, r in own24], ws, shipped["bias"])[0], aw, ab)
+    named24 = stage_documents(args.out_work, args.work, "24", "own")
+    old_p = probabilities(question_evidence([(X[:, base_cols], y, d, r) for X, y, d, r in own24], named24, ws, shipped["bias"])[0], aw, ab)
     share = float((old_p >= shipped["threshold"]).mean())
-    new_p = probabilities(question_evidence(own24, w, b)[0], aw, ab)
+    new_p = probabilities(question_evidence(own24, named24, w, b)[0], aw, ab)
     threshold = float(np.quantile(new_p, 1 - share))
     ranker = dict(shipped, features=list(FEATURES), weights=[round(float(v), 6) for v in w], bias=round(float(b), 6),
                   threshold=round(threshold, 6))
@@ -124,8 +125,8 @@ def main() -> None:
                             "(scripts/size_abstention.py, scripts/train_more.py), similarities out-of-sample for the encoder",
                             ranker_script="scripts/refit_focus.py", threshold_rule=f"answers the share of own questions at 24 tune "
                             f"articles that the previous ranker answered ({share:.4f})", train_cv_r1=report["train-fitted + focus"]["train_cv_R@1"])
-    old_rows = {r["size"]: r for r in table(args.out_work, dict(shipped, weights=list(ws) + [0.0]))}
-    for r in table(args.out_work, ranker):
+    old_rows = {r["size"]: r for r in table(args.out_work, args.work, dict(shipped, weights=list(ws) + [0.0]))}
+    for r in table(args.out_work, args.work, ranker):
         o = old_rows[r["size"]]
         print(f"| {r['size']} | own answered {o['own_answered']:.1%} -> {r['own_answered']:.1%} | foreign declined "
               f"{o['foreign_declined']:.1%} -> {r['foreign_declined']:.1%} | R@1 (declined = wrong) {o['R@1']:.3f} -> {r['R@1']:.3f} |"

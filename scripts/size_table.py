@@ -1,7 +1,10 @@
 """Issue 14: own answered / foreign declined at each collection size, from scripts/size_abstention.py's
 saved candidates, scored with a ranker file (default: the shipped qa/ranker.json).
 
-    python scripts/size_table.py [--work /tmp/q14] [--ranker qa/ranker.json]
+    python scripts/size_table.py [--work /tmp/q14] [--texts /tmp/q14] --ranker FILE
+
+FILE: a ranker whose answerability does not read the reranker; the shipped one does, and
+scripts/fit_rerank_answerability.py prints its table.
 """
 
 from __future__ import annotations
@@ -95,7 +98,11 @@ def probabilities(feats, aw, ab) -> np.ndarray:
     return np.array([0.0 if f is None else float(sigmoid(f @ aw + ab)) for f in feats])
 
 
-def table(work: Path, ranker: dict) -> list[dict]:
+def table(work: Path, texts: Path, ranker: dict) -> list[dict]:
+    """For a ranker file whose answerability does not read the reranker (the shipped one does:
+    scripts/fit_rerank_answerability.py's "shipped" row is its table)."""
+    if ranker.get("reranker_top"):
+        raise SystemExit("this ranker's answerability reads the reranker: run scripts/fit_rerank_answerability.py")
     w, b = np.asarray(ranker["weights"]), ranker["bias"]
     aw, ab, t = np.asarray(ranker["answerability_weights"]), ranker["answerability_bias"], ranker["threshold"]
     rows = []
@@ -103,8 +110,8 @@ def table(work: Path, ranker: dict) -> list[dict]:
         own, foreign = stage_groups(work, size, "own"), stage_groups(work, size, "foreign")
         if own is None or foreign is None:
             continue
-        fo, right = question_evidence(own, w, b)
-        ff, _ = question_evidence(foreign, w, b)
+        fo, right = question_evidence(own, stage_documents(work, texts, size, "own"), w, b)
+        ff, _ = question_evidence(foreign, stage_documents(work, texts, size, "foreign"), w, b)
         po, pf = probabilities(fo, aw, ab), probabilities(ff, aw, ab)
         info = dict(line.split() for line in (work / f"size{size}" / "info.txt").read_text().splitlines()) \
             if (work / f"size{size}" / "info.txt").exists() else {}
@@ -117,7 +124,7 @@ def table(work: Path, ranker: dict) -> list[dict]:
         row["foreign_declined_there"] = float((pf < row["threshold_97.5"]).mean())
         extra = stage_groups(work, size, "train_own")
         if extra is not None:
-            fe, re_ = question_evidence(extra, w, b)
+            fe, re_ = question_evidence(extra, stage_documents(work, texts, size, "train_own"), w, b)
             pe = probabilities(fe, aw, ab)
             row["train_own_answered"] = float((pe >= t).mean())
             row["train_R@1"] = float((re_ & (pe >= t)).mean())
@@ -128,9 +135,10 @@ def table(work: Path, ranker: dict) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
+    ap.add_argument("--texts", type=Path, default=Path("/tmp/q14"), help="the collections' sentence texts (size_abstention.py's work)")
     ap.add_argument("--ranker", type=Path, default=ROOT / "qa/ranker.json")
     args = ap.parse_args()
-    rows = table(args.work, json.loads(args.ranker.read_text()))
+    rows = table(args.work, args.texts, json.loads(args.ranker.read_text()))
     print("| articles | sentences | own questions | own answered | foreign declined | AUROC | R@1 (own, declined = wrong) | threshold for 97.5 % own | foreign declined there |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

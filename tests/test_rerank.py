@@ -176,7 +176,7 @@ def test_the_reranker_puts_the_answering_sentence_before_the_topic_restatement(t
     """The Bot's first sentence is the best of the ranker's few by ranker logit + w x reranker logit.
     "Who founded Kestrel Aerospace?" (the news tune set): the ranker alone cites the launch
     sentence, which restates the company; re-ordered, the sentence naming the founder. (The
-    shipped margin, 1, leaves this question's order alone for speed: its ranker leads by 1.6 in
+    shipped margin, 1.5, leaves this question's order alone for speed: its ranker leads by 1.6 in
     logit. Here the ranker re-orders whatever the margin.)"""
     import shutil
 
