@@ -40,9 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_reranker import reranked  # noqa: E402
-from fit_size_answerability import DEV, OWN_ANSWERED, fit_logistic  # noqa: E402
+from fit_size_answerability import OWN_ANSWERED, cross_fit, fit_logistic, halves_of  # noqa: E402
 from size_table import SIZES, sigmoid, stage_documents, stage_groups  # noqa: E402
-from qa.eval import load_json  # noqa: E402
 from qa.retrieve import RANKER_ANSWERABILITY_FEATURES, Ranker, answerability_features  # noqa: E402
 
 KINDS = ("shipped", "refit", "+reranker", "+reranker, no document features", "doc_share+reranker")
@@ -105,18 +104,14 @@ def main() -> None:
     args = ap.parse_args()
     args.limit, args.threads = 0, 2
     ranker = Ranker.default()
-    tune = load_json(DEV)["data"][0::2]
-    article_of = np.array([i for i, a in enumerate(tune) for p in a["paragraphs"] for q in p["qas"] if q.get("answers")])
-    data = {}
+    data, halves = {}, {}
     for size in args.sizes.split(","):
         own, foreign = stage_groups(args.work, size, "own"), stage_groups(args.work, size, "foreign")
         if own is None or foreign is None:
             continue
-        data[size] = {
-            **{label: (groups, stage_documents(args.work, args.texts, size, label), reranked(args, ranker, size, label))
-               for label, groups in (("own", own), ("foreign", foreign))},
-            "half_own": article_of[: len(own)] % 2, "half_foreign": (np.arange(len(foreign)) >= len(foreign) // 2).astype(int),
-        }
+        data[size] = {label: (groups, stage_documents(args.work, args.texts, size, label), reranked(args, ranker, size, label))
+                      for label, groups in (("own", own), ("foreign", foreign))}
+        halves[size] = halves_of(own, foreign)
     fit_sizes = [s for s in args.fit.split(",") if s in data]
     # 3,000 train questions no model was fitted on, asked of the ~490-article collection
     # (scripts/train_more.py --fresh): their own-answered share is the honest one.
@@ -141,25 +136,9 @@ def main() -> None:
             continue
         fkind = "shipped" if kind == "refit" else kind
         feats = {s: {k: features(*v[k], ranker, fkind, args.k) for k in ("own", "foreign")} for s, v in data.items()}
-        fresh_f = np.nan_to_num(features(*fresh, ranker, fkind, args.k), nan=-1e9) if fresh else None
-        scored = {s: {"own": np.zeros(len(f["own"])), "foreign": np.zeros(len(f["foreign"]))} for s, f in feats.items()}
-        fresh_answered = []
-        for held in (0, 1):
-            own_fit = np.vstack([feats[s]["own"][data[s]["half_own"] != held] for s in fit_sizes])
-            for_fit = np.vstack([feats[s]["foreign"][data[s]["half_foreign"] != held] for s in fit_sizes])
-            aw, ab = fit_logistic(own_fit[~np.isnan(own_fit).any(1)], for_fit[~np.isnan(for_fit).any(1)])
-            t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"][data[s]["half_own"] != held], nan=-1e9) @ aw + ab),
-                                             1 - OWN_ANSWERED) for s in fit_sizes]))
-            for s, f in feats.items():
-                for k, half in (("own", data[s]["half_own"]), ("foreign", data[s]["half_foreign"])):
-                    sel = half == held
-                    scored[s][k][sel] = sigmoid(np.nan_to_num(f[k][sel], nan=-1e9) @ aw + ab) - t
-            if fresh:
-                fresh_answered.append(float((sigmoid(fresh_f @ aw + ab) >= t).mean()))
-        for s in feats:
-            res[s] = (float((scored[s]["own"] >= 0).mean()), float((scored[s]["foreign"] < 0).mean()))
-        if fresh:  # never fitted on: each half's model, averaged
-            res["490 fresh train own"] = (float(np.mean(fresh_answered)), float("nan"))
+        res = cross_fit(feats, halves, fit_sizes, features(*fresh, ranker, fkind, args.k) if fresh else None)
+        if "unseen" in res:  # never fitted on: each half's model, averaged
+            res["490 fresh train own"] = res.pop("unseen")
         report[kind] = res
         print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
         if args.out and kind == "refit":  # the gate: RANKER_ANSWERABILITY_FEATURES, fitted on both halves
