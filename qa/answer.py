@@ -14,7 +14,7 @@ from .questions import clean_question
 from .rerank import shipped_cross_encoder
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
-from .slots import demote_conflicts
+from .slots import demote_conflicts, demote_other_subjects
 
 if TYPE_CHECKING:
     from .chat import Conversation
@@ -190,30 +190,40 @@ class Bot:
         if self.ranker.slot_demotion != 1.0:
             scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
-        best_few = [cands.meta[i].text for i in order[: max(self.ranker.reranker_top, self.ranker.rerank_top)]]
-        judged: list[float] = []
+        judged: dict[int, float] = {}
 
-        def judge(n: int) -> np.ndarray:
-            """The cross-encoder's logits of the ranker's n best, each pair judged once (the best
-            two may serve both answerability and the re-ordering)."""
-            if len(judged) < n:
-                more = best_few[len(judged):n]
-                judged.extend(shipped_cross_encoder(self.reranker_threads()).logits(reading, more).tolist())
-            return np.array(judged[:n], np.float32)
+        def judge(rows: np.ndarray) -> np.ndarray:
+            """The cross-encoder's logits of these candidates, each pair judged once (the best two
+            may serve both answerability and the re-ordering)."""
+            more = [int(i) for i in rows if int(i) not in judged]
+            if more:
+                logits = shipped_cross_encoder(self.reranker_threads()).logits(reading, [cands.meta[i].text for i in more])
+                judged.update(zip(more, logits.tolist()))
+            return np.array([judged[int(i)] for i in rows], np.float32)
 
         # Is the question answered at all? The cross-encoder's judgment of the best few is asked
         # only when the ranker's evidence alone does not settle it.
         best = self.ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence,
-                                         lambda: judge(self.ranker.reranker_top))
+                                         lambda: judge(order[: self.ranker.reranker_top]))
         if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)
-        # Which of the best few answers it: unless the ranker is sure, the cross-encoder re-orders them.
+        if self.ranker.slot_demotion != 1.0 and cands.names:
+            # Which sentence answers it: not one of an article that names less of what the question
+            # names than another of the best ("Northgate ... third quarter" for Northwind's).
+            scores, other = demote_other_subjects(scores, cands.docs, cands.document_evidence, self.ranker.slot_demotion)
+            demoted |= other
+            order = np.argsort(-scores, kind="stable")
+        # Unless the ranker is sure, the cross-encoder re-orders the best few.
         depth = self.ranker.reorder_depth(scores[order])
         if depth:
-            scores = self.ranker.reordered(scores, order, judge(depth))
+            scores = self.ranker.reordered(scores, order, judge(order[:depth]))
             order = np.argsort(-scores, kind="stable")
+            # The cross-encoder may prefer a demoted sentence ("third quarter" for a question on the
+            # second): the best sentence names another year/quarter or subject after all.
+            if demoted[order[0]] and best * self.ranker.slot_demotion < self.ranker.threshold:
+                return Answer(question, False, [], score=best * self.ranker.slot_demotion)
         keep = order[: max(top, 1) * 3 + 10]
         merged = self._newer_first(reading, *self._merge_duplicates([cands.meta[i] for i in keep], scores[keep]))
         _add_byte_spans(self.index, merged)

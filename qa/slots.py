@@ -68,3 +68,26 @@ def demote_conflicts(question: str, scores, texts: list[str], factor: float):
         return scores, np.zeros(len(scores), bool)
     hit = np.array([conflicts(slots, t) for t in texts], dtype=bool)
     return (np.where(hit, scores * factor, scores) if hit.any() else scores), hit
+
+
+def demote_other_subjects(scores, docs, named, factor: float, top: int = 10):
+    """(scores with each sentence of a document that names less of the question's names than
+    another of the `top` best sentences' documents multiplied by `factor`, which were).
+
+    `named(doc)`: the share of the question's names a document holds anywhere ("document_names",
+    1 when the question names nothing). "What was Northwind's revenue in the third quarter?"
+    against "Northgate Foods reported revenue of $2.3 billion for the third quarter": Northwind
+    is named in another article, so this one is about another subject. When no document of the
+    best holds more than any other (the name is nowhere, or everywhere), nothing changes: whether
+    to answer at all is the answerability model's.
+    """
+    import numpy as np
+
+    best = np.argsort(-scores, kind="stable")[:top]
+    share = {int(d): named(int(d)) for d in np.unique(docs[best])}
+    most = max(share.values())
+    if most <= min(share.values()):  # the best's documents all name as much: nothing tells them apart
+        return scores, np.zeros(len(scores), bool)
+    # a document outside the best was not asked: it counts as naming less (its sentences are far below)
+    hit = np.array([share.get(int(d), -1.0) < most for d in docs], dtype=bool)
+    return np.where(hit, scores * factor, scores), hit

@@ -9,8 +9,9 @@ collection, so that no sentence answers it any more and the old gold sentence is
   article (SQuAD has no role labels, so "another person of the same role" is approximated by
   "another name the collection never pairs with this fact").
 Each altered question is asked of the 24-article tune index (the normal `candidates` and the
-shipped ranker). Reported: how often the near-miss sentence is ranked first, its probability,
-and how often the bot answers (it should decline), beside the original questions.
+shipped ranker). Reported: how often the near-miss sentence is the ranker's first (after the
+key-slot demotion, before any re-ordering), its probability, and how often the bot answers
+(`Bot.ask`, the whole shipped decision; it should decline), beside the original questions.
 
     python scripts/near_miss.py --index /tmp/q14/idx24 --articles /tmp/q14/tune [--out scripts/data/near_miss_tune.jsonl]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.eval import load_json, write_articles  # noqa: E402
 from qa.index import Index  # noqa: E402
-from qa.rerank import best_logits  # noqa: E402
+from qa.answer import Bot  # noqa: E402
 from qa.retrieve import Ranker, candidates  # noqa: E402
 from qa.slots import demote_conflicts  # noqa: E402
 
@@ -110,35 +111,34 @@ def main() -> None:
         for it in items:
             f.write(json.dumps(it, ensure_ascii=False) + "\n")
 
+    bot = Bot(index, ranker)
+
     def ask(text: str):
+        """(the ranker's first after the key-slot demotion, its probability, the Bot's answer)."""
         vec = index.embed([text])[0]
         c = candidates(index, vec, text)
         s = ranker.score(c.features)
-        hit = np.zeros(len(s), bool)
-        if ranker.slot_demotion != 1.0:  # as qa.answer.Bot._answer
-            s, hit = demote_conflicts(text, s, [m.text for m in c.meta], ranker.slot_demotion)
+        if ranker.slot_demotion != 1.0:
+            s, _ = demote_conflicts(text, s, [m.text for m in c.meta], ranker.slot_demotion)
         top = int(np.argmax(s))
-        texts = [m.text for m in c.meta]
-        judge = lambda: best_logits(text, texts, s, ranker.reranker_top)  # noqa: E731
-        ans = ranker.answerability(c.features, s, c.docs, c.document_evidence, judge) * (ranker.slot_demotion if hit[top] else 1.0)
-        return c.meta[top].text, float(s[top]), ans
+        return c.meta[top].text, float(s[top]), bot.ask(text)
 
     results: dict[str, dict[str, list]] = {}
     for it in items:
         r = results.setdefault(it["kind"], {k: [] for k in ("orig_first", "orig_p", "orig_ans", "alt_first", "alt_p", "alt_ans", "alt_answered")})
         for prefix, text in (("orig", it["question"]), ("alt", it["altered"])):
-            top_text, p, ans = ask(text)
+            top_text, p, answer = ask(text)
             r[f"{prefix}_first"].append(top_text == it["near_miss_sentence"])
             r[f"{prefix}_p"].append(p)
-            r[f"{prefix}_ans"].append(ans)
-        r["alt_answered"].append(r["alt_ans"][-1] >= ranker.threshold)
+            r[f"{prefix}_ans"].append(answer.answered)
+        r["alt_answered"].append(r["alt_ans"][-1])
     print("| slot | questions | original: gold first | original answered | original median top p | altered: near miss first | altered: near miss first with p >= 0.5 | altered answered (should decline) | altered median top p |")
     print("|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for kind, r in sorted(results.items()):
         a = {k: np.array(v, dtype=float) for k, v in r.items()}
         n = len(a["alt_p"])
-        row = {"n": n, "orig_first": a["orig_first"].mean(), "orig_answered": (a["orig_ans"] >= ranker.threshold).mean(),
+        row = {"n": n, "orig_first": a["orig_first"].mean(), "orig_answered": a["orig_ans"].mean(),
                "orig_p": np.median(a["orig_p"]), "alt_first": a["alt_first"].mean(),
                "alt_first_high": ((a["alt_first"] > 0) & (a["alt_p"] >= 0.5)).mean(),
                "alt_answered": a["alt_answered"].mean(), "alt_p": np.median(a["alt_p"])}
