@@ -72,7 +72,7 @@ class Candidates:
         """"document_names" of one of the candidates' documents: the share of the question's names it holds."""
         if not self.names:
             return 1.0
-        return name_coverage(self.names, self.lexical.terms_in_document(doc) if self.lexical is not None else set())
+        return name_coverage(self.names, self.lexical.terms_in_document(doc, self.names) if self.lexical is not None else set())
 
 
 @dataclass

@@ -43,8 +43,8 @@ class LexicalHits(Protocol):
     def terms_in(self, ids: np.ndarray, texts: list[str]) -> list[set[str]]:
         """Which of the question's terms each sentence holds (`texts` are theirs)."""
 
-    def terms_in_document(self, doc: int) -> set[str]:
-        """Which of the question's terms a document holds in any of its sentences."""
+    def terms_in_document(self, doc: int, terms=None) -> set[str]:
+        """Which of the question's terms (or of `terms`, a subset) a document holds in any of its sentences."""
 
 
 class SentenceStore(Protocol):

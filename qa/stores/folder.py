@@ -37,9 +37,17 @@ class FolderLexical:
         held = {tok: np.isin(ids, rows) for tok, rows in self.term_rows.items()}
         return [{tok for tok, has in held.items() if has[i]} for i in range(len(ids))]
 
-    def terms_in_document(self, doc: int) -> set[str]:
-        """From the postings already read: the tokens with a row in that document."""
-        return {tok for tok, rows in self.term_rows.items() if len(rows) and bool((self.docs_of(rows) == doc).any())}
+    def terms_in_document(self, doc: int, terms=None) -> set[str]:
+        """From the postings already read: the tokens (of `terms`, default all) with a row in that document."""
+        wanted = self.term_rows if terms is None else [t for t in terms if t in self.term_rows]
+        return {tok for tok in wanted if doc in self._documents_holding(tok)}
+
+    def _documents_holding(self, tok: str) -> set[int]:
+        """Remembered: a question asks about several documents."""
+        known = self.__dict__.setdefault("_holding", {})
+        if tok not in known:
+            known[tok] = set(np.unique(self.docs_of(self.term_rows[tok])).tolist())
+        return known[tok]
 
 
 def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -294,12 +294,15 @@ class MilvusLexical:
         wanted = set(self.terms)
         return [wanted & t for t in term_sets(texts)]
 
-    def terms_in_document(self, doc: int) -> set[str]:
-        """One query for the document's sentences' stored BM25 tokens."""
-        wanted = set(self.terms)
+    def terms_in_document(self, doc: int, terms=None) -> set[str]:
+        """One query per document (remembered) for its sentences' stored BM25 tokens."""
+        wanted = set(self.terms) if terms is None else set(self.terms) & set(terms)
         if not wanted:
             return set()
-        store = self.store
-        rows = store._call("query", lambda: store.client.query(store.name, filter=f"doc == {int(doc)}", output_fields=["terms"]))
-        return wanted & {t for r in rows for t in r["terms"].split()}
+        held = self.__dict__.setdefault("_held", {})
+        if doc not in held:
+            store = self.store
+            rows = store._call("query", lambda: store.client.query(store.name, filter=f"doc == {int(doc)}", output_fields=["terms"]))
+            held[doc] = set(self.terms) & {t for r in rows for t in r["terms"].split()}
+        return wanted & held[doc]
 
