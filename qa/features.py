@@ -87,16 +87,19 @@ def focus(question_tokens: set[str], sentence_tokens: list[set[str]], docs: np.n
 # capitalised whatever it is.
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z0-9]+")
 
+
 def question_names(question: str) -> list[str]:
     """The words of the names a question mentions ("Northwind", "UGLE"), not yet tokenized."""
     return [m.group(0) for m in _NAME.finditer(question.strip())]
 
 
 def name_terms(question: str) -> set[str]:
-    """The search terms (qa.lexical.query_terms) of the names a question mentions."""
+    """The search terms (qa.lexical.query_terms) of the names a question mentions, of three letters
+    or more: "US" is often "U.S." in an article (no term: the tokenizer keeps words of two letters
+    or more), and "us" is also a pronoun."""
     from .lexical import query_terms, tokenize
 
-    return set(query_terms(question)) & set(tokenize([" ".join(question_names(question))])[0])
+    return {t for t in set(query_terms(question)) & set(tokenize([" ".join(question_names(question))])[0]) if len(t) > 2}
 
 
 def name_coverage(names: set[str], held: set[str]) -> float:

@@ -76,3 +76,10 @@ def test_name_terms_are_stemmed_search_terms_and_their_coverage_is_one_without_a
     assert name_terms("What did the talks reach?") == set()
     assert name_coverage({"ugl", "london"}, {"member", "london"}) == 0.5
     assert name_coverage(set(), set()) == 1.0
+
+
+def test_two_letter_names_are_not_names_an_article_must_hold():
+    """"US" is "U.S." in many articles: not a term the article's tokens could hold."""
+    from qa.features import name_terms
+
+    assert name_terms("What did the US and China agree?") == {"china"}
