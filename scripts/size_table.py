@@ -1,10 +1,9 @@
 """Issue 14: own answered / foreign declined at each collection size, from scripts/size_abstention.py's
-saved candidates, scored with a ranker file (default: the shipped qa/ranker.json).
+saved candidates, scored with a ranker file whose answerability does not read the reranker (the
+shipped one does: scripts/fit_rerank_answerability.py prints its table). Also the stages' loaders
+that the other size scripts share.
 
     python scripts/size_table.py [--work /tmp/q14] [--texts /tmp/q14] --ranker FILE
-
-FILE: a ranker whose answerability does not read the reranker; the shipped one does, and
-scripts/fit_rerank_answerability.py prints its table.
 """
 
 from __future__ import annotations
@@ -136,7 +135,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--texts", type=Path, default=Path("/tmp/q14"), help="the collections' sentence texts (size_abstention.py's work)")
-    ap.add_argument("--ranker", type=Path, default=ROOT / "qa/ranker.json")
+    ap.add_argument("--ranker", type=Path, required=True, help="a ranker.json without the reranker, as scripts/fit_ranker.py writes")
     args = ap.parse_args()
     rows = table(args.work, args.texts, json.loads(args.ranker.read_text()))
     print("| articles | sentences | own questions | own answered | foreign declined | AUROC | R@1 (own, declined = wrong) | threshold for 97.5 % own | foreign declined there |")
