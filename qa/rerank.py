@@ -8,7 +8,7 @@ the collection holds. It runs on the ranker's best candidates only, and only whe
 not sure (qa/ranker.json):
 - it re-orders the ranker's best (up to 10, `rerank_top`: those within 3 in logit of the first,
   `rerank_within`) by ranker logit + 0.75 x its logit, unless the ranker's first leads by more
-  than 1 in logit (tune R@1 0.793 -> 0.837, R@5 0.950 -> 0.957);
+  than 1.5 in logit (`rerank_margin`; tune R@1 0.793 -> 0.840, R@5 0.950 -> 0.958);
 - the answerability model reads its logits for the ranker's 2 best (`reranker_top`): does the
   collection answer the question at all (issue 14; BENCHMARKS.md).
 

@@ -40,12 +40,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_reranker import reranked  # noqa: E402
-from fit_size_answerability import OWN_ANSWERED, cross_fit, fit_logistic, halves_of  # noqa: E402
+from fit_size_answerability import (  # noqa: E402
+    OWN_ANSWERED, TOP_DOCUMENTS, best_document_share, cross_fit, fit_with_threshold, halves_of)
 from size_table import SIZES, sigmoid, stage_documents, stage_groups  # noqa: E402
 from qa.retrieve import RANKER_ANSWERABILITY_FEATURES, Ranker, answerability_features  # noqa: E402
 
 KINDS = ("shipped", "refit", "+reranker", "+reranker, no document features", "doc_share+reranker")
 RANKER_WIDTH = len(RANKER_ANSWERABILITY_FEATURES)
+DOCUMENT_NAMES = RANKER_ANSWERABILITY_FEATURES.index("document_names")
 
 
 def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: str, document) -> np.ndarray:
@@ -56,10 +58,9 @@ def evidence(X: np.ndarray, s: np.ndarray, d: np.ndarray, ce: np.ndarray, kind: 
     RANKER_ANSWERABILITY_FEATURES for the kinds without the reranker."""
     f = answerability_features(X, s, d, document, ce)
     if kind.startswith("doc_share"):
-        best = np.argsort(-s, kind="stable")[:10]
-        f[7] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
+        f[TOP_DOCUMENTS] = best_document_share(s, d)
     if "no document" in kind:
-        f = np.delete(f, [RANKER_WIDTH - 1])
+        f = np.delete(f, DOCUMENT_NAMES)
     return f if "reranker" in kind else f[:RANKER_WIDTH]
 
 
@@ -78,16 +79,6 @@ def shipped_probabilities(groups, documents, top, ranker: Ranker, k: int) -> np.
     w, b = np.asarray(ranker.weights), ranker.bias
     return np.array([ranker.answerability(X, sigmoid(X @ w + b), d, document, lambda ce=ce: ce[:k]) if len(X) else 0.0
                      for (X, _, d, _), document, (*_, ce) in zip(groups, documents, top)])
-
-
-def fit_on_both_halves(feats, fit_sizes) -> tuple[np.ndarray, float, float]:
-    """(weights, bias, threshold) fitted on every question of the fit sizes."""
-    own_all = np.vstack([feats[s]["own"] for s in fit_sizes])
-    for_all = np.vstack([feats[s]["foreign"] for s in fit_sizes])
-    aw, ab = fit_logistic(own_all[~np.isnan(own_all).any(1)], for_all[~np.isnan(for_all).any(1)])
-    t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"], nan=-1e9) @ aw + ab), 1 - OWN_ANSWERED)
-                         for s in fit_sizes]))
-    return aw, ab, t
 
 
 def main() -> None:
@@ -142,9 +133,9 @@ def main() -> None:
         report[kind] = res
         print(f"{kind:<20}", "  ".join(f"{s}: {a:.1%}/{f:.1%}" for s, (a, f) in res.items()), flush=True)
         if args.out and kind == "refit":  # the gate: RANKER_ANSWERABILITY_FEATURES, fitted on both halves
-            gw, gb, _ = fit_on_both_halves(feats, fit_sizes)
+            gw, gb, _ = fit_with_threshold(feats, fit_sizes)
         if args.out and kind == "+reranker":  # qa's ANSWERABILITY_FEATURES, fitted on both halves
-            aw, ab, t = fit_on_both_halves(feats, fit_sizes)
+            aw, ab, t = fit_with_threshold(feats, fit_sizes)
             shipped = json.loads((ROOT / "qa/ranker.json").read_text())
             shipped.update(answerability_weights=[round(float(x), 6) for x in aw], answerability_bias=round(ab, 6),
                            threshold=round(t, 6), reranker_top=args.k)

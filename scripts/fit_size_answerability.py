@@ -50,10 +50,16 @@ def features(groups, documents, w, b, kind: str) -> np.ndarray:
         if kind == "no_docs":
             f = np.delete(f, TOP_DOCUMENTS)
         elif kind == "doc_share":
-            best = np.argsort(-s, kind="stable")[:10]
-            f[TOP_DOCUMENTS] = s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9)
+            f[TOP_DOCUMENTS] = best_document_share(s, d)
         rows.append(f)
     return np.array(rows)
+
+
+def best_document_share(s: np.ndarray, d: np.ndarray) -> float:
+    """The "doc_share" stand-in for "top_documents": the best document's share of the 10 best
+    probabilities `s` (documents `d`)."""
+    best = np.argsort(-s, kind="stable")[:10]
+    return float(s[best][d[best] == d[best[0]]].sum() / max(s[best].sum(), 1e-9))
 
 
 def fit_logistic(own: np.ndarray, foreign: np.ndarray):
@@ -61,6 +67,21 @@ def fit_logistic(own: np.ndarray, foreign: np.ndarray):
 
     m = LogisticRegression(C=1.0, max_iter=5000).fit(np.vstack([own, foreign]), np.r_[np.ones(len(own)), np.zeros(len(foreign))])
     return m.coef_[0], float(m.intercept_[0])
+
+
+def fit_with_threshold(feats: dict, fit_sizes: list[str], keep: dict | None = None) -> tuple[np.ndarray, float, float]:
+    """(weights, bias, threshold) of a logistic model of own vs foreign questions fitted at the fit
+    sizes (on the questions `keep[size][label]` selects; default all), its threshold answering
+    OWN_ANSWERED of the fitted own questions (median over the sizes). NaN rows are left out of the
+    fit and never answered."""
+    def rows(s: str, k: str) -> np.ndarray:
+        return feats[s][k] if keep is None else feats[s][k][keep[s][k]]
+
+    own, foreign = np.vstack([rows(s, "own") for s in fit_sizes]), np.vstack([rows(s, "foreign") for s in fit_sizes])
+    aw, ab = fit_logistic(own[~np.isnan(own).any(1)], foreign[~np.isnan(foreign).any(1)])
+    t = float(np.median([np.quantile(sigmoid(np.nan_to_num(rows(s, "own"), nan=-1e9) @ aw + ab), 1 - OWN_ANSWERED)
+                         for s in fit_sizes]))
+    return aw, ab, t
 
 
 def cross_fit(feats: dict, halves: dict, fit_sizes: list[str], unseen: np.ndarray | None = None) -> dict:
@@ -73,11 +94,7 @@ def cross_fit(feats: dict, halves: dict, fit_sizes: list[str], unseen: np.ndarra
     scored = {s: {k: np.zeros(len(f[k])) for k in ("own", "foreign")} for s, f in feats.items()}
     unseen_answered = []
     for held in (0, 1):
-        own_fit = np.vstack([feats[s]["own"][halves[s]["own"] != held] for s in fit_sizes])
-        for_fit = np.vstack([feats[s]["foreign"][halves[s]["foreign"] != held] for s in fit_sizes])
-        aw, ab = fit_logistic(own_fit[~np.isnan(own_fit).any(1)], for_fit[~np.isnan(for_fit).any(1)])
-        t = float(np.median([np.quantile(sigmoid(np.nan_to_num(feats[s]["own"][halves[s]["own"] != held], nan=-1e9) @ aw + ab),
-                                         1 - OWN_ANSWERED) for s in fit_sizes]))
+        aw, ab, t = fit_with_threshold(feats, fit_sizes, {s: {k: halves[s][k] != held for k in halves[s]} for s in fit_sizes})
         for s, f in feats.items():
             for k in ("own", "foreign"):
                 sel = halves[s][k] == held

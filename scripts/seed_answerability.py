@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from qa.rerank import CrossEncoder  # noqa: E402
 from eval_reranker import reranked  # noqa: E402
-from fit_rerank_answerability import OWN_ANSWERED, evidence, features, fit_logistic  # noqa: E402
+from fit_rerank_answerability import evidence, features  # noqa: E402
+from fit_size_answerability import fit_with_threshold  # noqa: E402
 from size_table import sigmoid, stage_documents, stage_groups  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.recency import search_text  # noqa: E402
@@ -69,8 +70,7 @@ def main() -> None:
         if kind == "shipped":  # qa's own answer, reranker and gate included
             t, p = ranker.threshold, np.array([bot.ask(q).score for q in QUESTIONS])
         else:
-            aw, ab = fit_logistic(np.vstack([feats[s]["own"] for s in feats]), np.vstack([feats[s]["foreign"] for s in feats]))
-            t = float(np.median([np.quantile(sigmoid(feats[s]["own"] @ aw + ab), 1 - OWN_ANSWERED) for s in feats]))
+            aw, ab, t = fit_with_threshold(feats, list(feats))
             p = sigmoid(seed_features(bot, ranker, ce, fit_kind)[:, : len(aw)] @ aw + ab)
         print(f"{kind:<20} threshold {t:.3f}: answers {int((p >= t).sum())}/{len(QUESTIONS)}  ", " ".join(f"{x:.2f}" for x in p))
 

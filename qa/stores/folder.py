@@ -4,7 +4,7 @@ become searches of one immutable generation. `qa.index.Index` inherits it; rows 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
 
@@ -23,6 +23,7 @@ class FolderLexical:
     top: np.ndarray
     term_rows: dict  # query token -> the live rows holding it (ascending)
     docs_of: Callable[[np.ndarray], np.ndarray]  # the document of each row
+    _holding: dict = field(default_factory=dict, init=False, repr=False)  # token -> its documents, once asked
 
     @property
     def best(self) -> float:
@@ -44,10 +45,9 @@ class FolderLexical:
 
     def _documents_holding(self, tok: str) -> set[int]:
         """Remembered: a question asks about several documents."""
-        known = self.__dict__.setdefault("_holding", {})
-        if tok not in known:
-            known[tok] = set(np.unique(self.docs_of(self.term_rows[tok])).tolist())
-        return known[tok]
+        if tok not in self._holding:
+            self._holding[tok] = set(np.unique(self.docs_of(self.term_rows[tok])).tolist())
+        return self._holding[tok]
 
 
 def _headlines(info: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -281,6 +281,7 @@ class MilvusLexical:
         self.found = store._bm25(self.text, self.limit, self.expr) if terms else {}
         self.top = np.array(list(self.found)[:k], dtype=np.int64)
         self.best = max(self.found.values(), default=0.0)
+        self.held: dict[int, set[str]] = {}  # document -> the question's terms it holds, once asked
 
     def scores(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
@@ -299,10 +300,9 @@ class MilvusLexical:
         wanted = set(self.terms) if terms is None else set(self.terms) & set(terms)
         if not wanted:
             return set()
-        held = self.__dict__.setdefault("_held", {})
-        if doc not in held:
+        if doc not in self.held:
             store = self.store
             rows = store._call("query", lambda: store.client.query(store.name, filter=f"doc == {int(doc)}", output_fields=["terms"]))
-            held[doc] = set(self.terms) & {t for r in rows for t in r["terms"].split()}
-        return wanted & held[doc]
+            self.held[doc] = set(self.terms) & {t for r in rows for t in r["terms"].split()}
+        return wanted & self.held[doc]
 
