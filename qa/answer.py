@@ -14,7 +14,7 @@ from .questions import clean_question
 from .rerank import shipped_cross_encoder
 from .recency import DateRange, newer_first, search_text
 from .retrieve import Ranker, candidates
-from .slots import demote_conflicts, demote_other_subjects
+from .slots import demote_non_answers, demote_other_subjects
 
 if TYPE_CHECKING:
     from .chat import Conversation
@@ -188,7 +188,7 @@ class Bot:
         scores = self.ranker.score(cands.features)
         demoted = np.zeros(len(scores), bool)
         if self.ranker.slot_demotion != 1.0:
-            scores, demoted = demote_conflicts(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
+            scores, demoted = demote_non_answers(reading, scores, [m.text for m in cands.meta], self.ranker.slot_demotion)
         order = np.argsort(-scores, kind="stable")
         judged: dict[int, float] = {}
 
@@ -205,7 +205,7 @@ class Bot:
         # only when the ranker's evidence alone does not settle it.
         best = self.ranker.answerability(cands.features, scores, cands.docs, cands.document_evidence,
                                          lambda: judge(order[: self.ranker.reranker_top]))
-        if demoted[order[0]]:  # even the best sentence names another year/quarter/number: unlikely answered
+        if demoted[order[0]]:  # even the best sentence cannot answer it (qa.slots): unlikely answered
             best *= self.ranker.slot_demotion
         if best < self.ranker.threshold:
             return Answer(question, False, [], score=best)

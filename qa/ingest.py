@@ -1,9 +1,9 @@
 """Read articles from files into `Document`s: the text that sentence offsets point into.
 
 Supported: `.txt`, `.md` (the file decoded as UTF-8, any BOM removed, line endings kept, is the
-document text, so offsets index the file exactly), `.html`/`.htm` (main text extracted by
-trafilatura), `.json`/`.jsonl` (records with `title`, `text`, optional `date`, `url`, `id`; one
-document per record). Publication dates are read as `qa.dates` describes; every document is cut
+document text, so offsets index the file exactly), `.html`/`.htm` (decoded as a browser would,
+`qa.charset`; main text extracted by trafilatura), `.json`/`.jsonl` (records with `title`, `text`,
+optional `date`, `url`, `id`; one document per record). Publication dates are read as `qa.dates` describes; every document is cut
 to `MAX_CHARS` characters and about `MAX_SENTENCES` sentences, with a warning naming the file.
 """
 
@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+from .charset import decode_page
 
 log = logging.getLogger("qa")
 
@@ -116,6 +118,15 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     if b"\0" in data[:8192]:
         warn(f"skipped {file.source}: binary file")
         return []
+    if suffix in HTML_SUFFIXES:  # a page in its site's encoding is read as a browser reads it
+        page, problem = decode_page(data)
+        if problem:
+            warn(f"{file.source}: {problem}")
+        doc = _html_document(file, page, warn)
+        if doc is None or not doc.text.strip():
+            warn(f"skipped {file.source}: no text")
+            return []
+        return [_limit(doc, warn)]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -132,8 +143,6 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
         doc.bom = len(data) - len(text.encode("utf-8"))
         doc.date = doc.date or _file_name_date(file, warn)
         docs = [doc]
-    elif suffix in HTML_SUFFIXES:
-        docs = [_html_document(file, text, warn)]
     else:
         docs = _json_documents(file.source, text, jsonl=suffix == ".jsonl", warn=_warn)
     docs = [d for d in docs if d is not None and d.text.strip()]

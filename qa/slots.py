@@ -1,4 +1,6 @@
-"""Key slots: the year, quarter or numbered name a question pins its answer to.
+"""Sentences that cannot answer a question, though they look like its answer on every feature.
+
+Key slots: the year, quarter or numbered name a question pins its answer to.
 
 "What was Northwind's revenue in the third quarter?" pins the answer to a quarter; a sentence
 about the second quarter looks like an answer on every other feature (issue 14). A sentence
@@ -10,6 +12,18 @@ does not hold while the sentence holds another value of the same kind:
   name with another number).
 A sentence that names no value of that kind does not conflict: the year is often in the sentence
 before.
+
+A sentence also *lacks the answer* when the question asks for a kind of value the sentence holds
+none of (`answer_kind`, `lacks_answer`): an amount of money ("How much did the stadium cost?",
+"What was the starting price?") without a currency, a count ("How many troops took part?",
+"What percentage ...?") without a number other than the question's own, a year or date ("In what
+year ...?") without one. On news, on-topic questions that no article answers are otherwise cited
+with the sentence that restates their topic ("the weekslong joint exercise" for how many troops).
+Only these narrow question forms count: "when" is often answered by an event ("during the war"),
+"who" by a description, and "how much" by a degree ("how much support").
+
+A *label* (`is_label`) is a web page's sub-heading, credit or teaser line: it restates a topic
+and is never cited first.
 """
 
 from __future__ import annotations
@@ -21,6 +35,51 @@ _ORDINAL = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "
 _QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)[- ]quarter\b|\bQ([1-4])\b", re.I)
 # A capitalised name followed by a number: "Skylark-3", "Super Bowl 50", "Apollo 11", "Boeing 737".
 _NUMBERED = re.compile(r"\b([A-Z][A-Za-z]+)[- ](\d{1,4})\b(?![.,]\d)")
+
+_COUNT_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+                r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
+                r"thousands?|millions?|billions?|trillions?|dozens?|half|once|twice|single|double|triple|several|few|both|couple")
+_COUNT = re.compile(r"\d(?:[\d,.]*\d)?|\b(?:" + _COUNT_WORDS + r")\b", re.I)
+_CURRENCY = re.compile(r"[$€£¥₹₩]|\b(?:dollars?|euros?|pounds?|yen|yuan|pesos?|rupees?|francs?|cents?|marks|lira|"
+                       r"rubles?|roubles?|won|dinars?|shillings?|USD|EUR|GBP|million|billion|trillion)\b", re.I)
+_PERCENT = re.compile(r"%|\bper ?cent\b", re.I)
+_DATE = re.compile(r"\d|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?(?!\w)|\bcentur(?:y|ies)\b|"
+                   r"\bdecades?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|"
+                   r"\b(?:spring|summer|autumn|fall|winter|today|yesterday|tomorrow|tonight|era|period|age|BC|AD|BCE|CE)\b", re.I)
+_MONEY_WORDS = (r"cost|costs|pay|paid|pays|price|fine|fined|worth|earn|earned|earns|spend|spent|raise|raised|money|"
+                r"cash|budget|revenue|salary|fund|funding|charge|charged|sold for|sell for|bid|loan|debt|damages|invest|invested")
+_MONEY_NOUNS = r"price|cost|fine|salary|fee|budget|revenue|profit|wage|valuation"
+_NOT_ADJECTIVE = r"of|in|for|on|to|between|with|by|from|at|and|or"  # "what is the comparison in price": no sum asked
+_ASKS = (
+    ("money", re.compile(r"\bhow much\b.*\b(?:" + _MONEY_WORDS + r")\b|^(?:what|which)\s+(?:(?:is|was|were|are|will be|would be)\s+"
+                         r"(?:the\s+|a\s+|an\s+)?(?:(?!" + _NOT_ADJECTIVE + r"\b)[\w'-]+\s+){0,2}|(?:[\w'-]+\s+)?)(?:" + _MONEY_NOUNS + r")s?\b", re.I)),
+    ("count", re.compile(r"\bhow many\b|\bwhat (?:percentage|percent|number|proportion|share|fraction)\b", re.I)),
+    ("date", re.compile(r"\b(?:what|which) (?:year|date|month|century|decade)\b|\bin what (?:year|century|decade|month)\b|"
+                        r"\bon what (?:date|day)\b", re.I)),
+)
+
+
+LABEL_WORDS = 15
+# Ended as a sentence: its punctuation, then maybe closing quotes and a note ("[citation needed]").
+_SENTENCE_END = re.compile(r"[.!?…:;][\"'”’)\]]*(?:\s*[\[(][^\[\]()]*[\])])?$")
+
+
+def answer_kind(question: str) -> str | None:
+    """"money", "count" or "date" when the question asks for that kind of value, else None."""
+    q = question.strip()
+    return next((kind for kind, pattern in _ASKS if pattern.search(q)), None)
+
+
+def lacks_answer(kind: str | None, question: str, sentence: str) -> bool:
+    """Does the sentence hold no value of the kind the question asks for?"""
+    if kind == "money":  # or a share: "how much did revenue increase?" - "by almost 500%"
+        return not (_CURRENCY.search(sentence) or _PERCENT.search(sentence))
+    if kind == "count":
+        asked = {m.group(0).lower() for m in _COUNT.finditer(question)}  # "Worlds 2023" is no answer
+        return not any(m.group(0).lower() not in asked for m in _COUNT.finditer(sentence))
+    if kind == "date":
+        return not _DATE.search(sentence)
+    return False
 
 
 def _quarters(text: str) -> set[int]:
@@ -58,16 +117,30 @@ def conflicts(slots: tuple[set[str], set[int], dict[str, set[str]]], sentence: s
     return False
 
 
-def demote_conflicts(question: str, scores, texts: list[str], factor: float):
-    """(scores with each sentence that conflicts with the question's key slots multiplied by
-    `factor`, which sentences conflict)."""
+def is_label(text: str) -> bool:
+    """A heading, credit or teaser line of a web page ("How T1 swept Weibo Gaming to become the
+    Worlds 2023 champions", "Read more: ...", "AP Photo/Uncredited"): short, and not ended as a
+    sentence is. It names the topic, not a fact about it. The splitter ends every sentence but a
+    paragraph's last at its punctuation, so only such lines lack it."""
+    t = text.strip()
+    return len(t.split()) <= LABEL_WORDS and not _SENTENCE_END.search(t)
+
+
+def demote_non_answers(question: str, scores, texts: list[str], factor: float):
+    """(scores with each sentence that cannot answer the question demoted; which sentences were).
+
+    One that conflicts with the question's key slots or lacks the kind of value it asks for has its
+    score multiplied by `factor`; a label's becomes 0, so that not even the cross-encoder's
+    re-ordering, which reads the topic, puts it first."""
     import numpy as np
 
     slots = question_slots(question)
-    if not any(slots):
-        return scores, np.zeros(len(scores), bool)
-    hit = np.array([conflicts(slots, t) for t in texts], dtype=bool)
-    return (np.where(hit, scores * factor, scores) if hit.any() else scores), hit
+    kind = answer_kind(question)
+    label = np.array([is_label(t) for t in texts], dtype=bool)
+    hit = label | np.array([conflicts(slots, t) or lacks_answer(kind, question, t) for t in texts], dtype=bool)
+    if not hit.any():
+        return scores, hit
+    return np.where(label, 0.0, np.where(hit, scores * factor, scores)).astype(scores.dtype), hit
 
 
 def demote_other_subjects(scores, docs, named, factor: float, top: int = 10):

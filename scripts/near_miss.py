@@ -34,7 +34,7 @@ from qa.eval import load_json, write_articles  # noqa: E402
 from qa.index import Index  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.retrieve import Ranker, candidates  # noqa: E402
-from qa.slots import demote_conflicts  # noqa: E402
+from qa.slots import demote_non_answers  # noqa: E402
 
 DEV = ROOT.parent / "shared/data/squad/dev-v1.1.json.gz"
 YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
@@ -119,7 +119,7 @@ def main() -> None:
         c = candidates(index, vec, text)
         s = ranker.score(c.features)
         if ranker.slot_demotion != 1.0:
-            s, _ = demote_conflicts(text, s, [m.text for m in c.meta], ranker.slot_demotion)
+            s, _ = demote_non_answers(text, s, [m.text for m in c.meta], ranker.slot_demotion)
         top = int(np.argmax(s))
         return c.meta[top].text, float(s[top]), bot.ask(text)
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.retrieve import Ranker, answerability_features  # noqa: E402
-from qa.slots import demote_conflicts  # noqa: E402
+from qa.slots import demote_non_answers  # noqa: E402
 
 
 def run(work: Path, size: str, label: str, factor: float, ranker: Ranker, decline: bool = False) -> dict:
@@ -34,7 +34,7 @@ def run(work: Path, size: str, label: str, factor: float, ranker: Ranker, declin
         if not len(X):
             continue
         s = ranker.score(X)
-        s2 = demote_conflicts(str(qs[i]), s, [str(texts[j]) for j in r], factor)[0] if factor != 1 else s
+        s2 = demote_non_answers(str(qs[i]), s, [str(texts[j]) for j in r], factor)[0] if factor != 1 else s
         changed += int(np.argmax(s2) != np.argmax(s))
         p = float(1 / (1 + np.exp(-(answerability_features(X, s2, d) @ np.asarray(ranker.answerability_weights)
                                    + ranker.answerability_bias))))

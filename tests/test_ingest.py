@@ -135,6 +135,41 @@ def test_binary_and_latin1_files_are_skipped_with_a_warning():
     assert docs == [] and len(warnings) == 1 and warnings[0].startswith("skipped latin1_cafe.txt: not UTF-8 text")
 
 
+def _page(title: str, body: str, head: str = "") -> str:
+    return f"<html><head>{head}<title>{title}</title></head><body><article><h1>{title}</h1>{body}</article></body></html>"
+
+
+def _parse_page(tmp_path, name: str, data: bytes) -> tuple[list, list[str]]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    warnings: list[str] = []
+    return parse(SourceFile(path, name), data, warnings.append), warnings
+
+
+CAFE_BODY = ("<p>The caf\u00e9 on Rue Sainte-Catherine in Montr\u00e9al reopened on Monday after a fire in March, "
+             "its owner said.</p><p>\u201cWe didn\u2019t think we\u2019d be back this year,\u201d said Ren\u00e9e "
+             "Tremblay, who has run the caf\u00e9 since 1998. About 40 regulars queued before it opened.</p>")
+
+
+def test_html_in_a_declared_legacy_encoding_is_read_as_a_browser_reads_it(tmp_path):
+    # Labelled latin-1 but holding windows-1252 curly quotes (0x92-0x94), as real pages do.
+    html = _page("Caf\u00e9 Reopens After Fire", CAFE_BODY, '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">')
+    (doc,), warnings = _parse_page(tmp_path, "cafe.html", html.encode("cp1252"))
+    assert warnings == []
+    assert doc.title == "Caf\u00e9 Reopens After Fire"
+    assert "Montr\u00e9al" in doc.text and "didn\u2019t" in doc.text and "Ren\u00e9e Tremblay" in doc.text
+
+    body = "<p>\u6771\u4eac\u90fd\u306f\u6708\u66dc\u65e5\u3001\u65b0\u3057\u3044\u6a4b\u306e\u5efa\u8a2d\u3092\u767a\u8868\u3057\u305f\u3002</p>" * 3
+    (doc,), warnings = _parse_page(tmp_path, "tokyo.htm", _page("\u6771\u4eac\u306e\u6a4b", body, '<meta charset="Shift_JIS">').encode("shift_jis"))
+    assert warnings == [] and "\u65b0\u3057\u3044\u6a4b" in doc.text
+
+
+def test_html_in_an_undeclared_legacy_encoding_is_guessed_not_skipped(tmp_path):
+    (doc,), warnings = _parse_page(tmp_path, "cafe.html", _page("Caf\u00e9 Reopens After Fire", CAFE_BODY * 3).encode("cp1252"))
+    assert warnings == []
+    assert "Montr\u00e9al" in doc.text and "Ren\u00e9e Tremblay" in doc.text
+
+
 def test_find_files_skips_hidden_and_unsupported_and_keeps_broken_links(tmp_path):
     (tmp_path / "a.txt").write_text("A\n\nBody.")
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")

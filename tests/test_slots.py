@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, run_qa, seed_models
-from qa.slots import conflicts, question_slots
+from qa.slots import answer_kind, conflicts, demote_non_answers, is_label, lacks_answer, question_slots
 
 
 def conflict(question: str, sentence: str) -> bool:
@@ -37,6 +37,59 @@ def test_matching_or_silent_slots_do_not_conflict():
     assert not conflict("Who won the race?", "Kiprono won in 2019 and 2021.")
     # another name with a number is not the same name
     assert not conflict("When will Skylark-3 launch?", "Boeing 737 deliveries resumed in March.")
+
+
+def test_the_kind_of_value_a_question_asks_for():
+    kinds = {
+        "How much did the new bridge cost?": "money",
+        "What was the ticket price?": "money",
+        "What fine do drivers face?": "money",
+        "How many ferries were cancelled?": "count",
+        "What percentage of voters backed the plan?": "count",
+        "In what year did the mill close?": "date",
+        "On what date does the trial start?": "date",
+        # narrow forms only: "when" is often an event, "how much" a degree, "who" a description
+        "When did the mill close?": None,
+        "How much support did the plan get?": None,
+        "Who opened the terminal?": None,
+        "What did the price rise force the council to do?": None,
+    }
+    assert {q: answer_kind(q) for q in kinds} == kinds
+
+
+def test_a_sentence_lacks_the_answer_without_a_value_of_the_kind_asked():
+    q = "How much did the dredging cost?"
+    assert lacks_answer("money", q, "The terminal opened in 2011 after six years of dredging.")
+    assert not lacks_answer("money", q, "Dredging cost 85 million euros.")
+    assert not lacks_answer("money", q, "The dredging cost $2.5m.")
+    q = "How many ferries were cancelled in 2024?"
+    assert lacks_answer("count", q, "Ferries were cancelled across the bay in 2024.")  # the question's own number
+    assert not lacks_answer("count", q, "Forty ferries were cancelled.")
+    assert not lacks_answer("count", q, "In 2024, 312 ferries were cancelled.")
+    q = "In what year did the mill close?"
+    assert lacks_answer("date", q, "The mill closed after a long strike.")
+    assert not lacks_answer("date", q, "The mill closed in the spring of 1987.")
+    assert not lacks_answer(None, "Who closed the mill?", "It closed.")
+
+
+def test_labels_are_headings_and_credits_not_sentences():
+    assert is_label("How T1 swept Weibo Gaming to become the champions")
+    assert is_label("Read more: Inside the fight over the new stadium")
+    assert is_label("AP Photo/Uncredited")
+    assert not is_label("The council voted 7-4 on Tuesday.")
+    assert not is_label("\u201cWe will appeal,\u201d she said.\u201d")
+    long_unpunctuated = "Defeating the visitors 3-0 in front of a full-house home crowd at the stadium in Seoul the same roster won"
+    assert not is_label(long_unpunctuated)  # a sentence that lost its full stop
+
+
+def test_non_answers_are_demoted_and_a_label_is_never_first():
+    texts = ["How the council approved the stadium", "The council voted on Tuesday.", "The council voted 7-4 on Tuesday."]
+    scores = np.array([0.9, 0.6, 0.5])
+    out, hit = demote_non_answers("How many council members voted for the stadium?", scores, texts, 0.1)
+    assert hit.tolist() == [True, True, False]
+    assert np.allclose(out, [0.0, 0.06, 0.5])
+    out, hit = demote_non_answers("Who voted for the stadium?", scores, texts, 0.1)
+    assert hit.tolist() == [True, False, False] and np.allclose(out, [0.0, 0.6, 0.5])
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +134,28 @@ def test_question_with_a_matching_slot_is_still_answered(news_bot, question, exp
 
 
 
+@pytest.mark.parametrize("question", [
+    "How much did the dredging at Port Ellis cost?",  # the terminal sentence names the dredging, no sum
+    "What was the cost of the Port Ellis terminal?",
+])
+def test_question_for_a_value_no_article_gives_is_declined(news_bot, question):
+    assert not news_bot.ask(question).answered
+    from qa.answer import Bot
+
+    before = Bot(news_bot.index, dataclasses.replace(news_bot.ranker, slot_demotion=1.0)).ask(question)
+    assert before.answered and "opened in 2011" in before.sentences[0].text
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("How many containers does the Port Ellis terminal handle a year?", "about 400,000 containers"),
+    ("How much did the Valley Marathon raise?", "$1.2 million"),
+    ("In what year did the Port Ellis terminal open?", "opened in 2011"),
+])
+def test_question_for_a_value_an_article_gives_is_answered(news_bot, question, expected):
+    answer = news_bot.ask(question)
+    assert answer.answered and expected in answer.sentences[0].text
+
+
 def test_a_sentence_is_demoted_when_another_of_the_best_articles_names_more_of_the_question():
     from qa.slots import demote_other_subjects
 
@@ -111,7 +186,7 @@ def test_the_reranker_does_not_lift_a_sentence_about_another_quarter_back_first(
     from qa.index import Index
     from qa.recency import search_text
     from qa.retrieve import candidates
-    from qa.slots import demote_conflicts
+    from qa.slots import demote_non_answers
 
     (tmp_path / "news").mkdir()
     shutil.copy(FIXTURES / "slots/northgate_q3.txt", tmp_path / "news" / "northgate_q3.txt")
@@ -122,7 +197,7 @@ def test_the_reranker_does_not_lift_a_sentence_about_another_quarter_back_first(
     question = "What was Northgate's revenue in the second quarter?"
     search = search_text(question)
     cands = candidates(bot.index, bot.index.embed([search])[0], search)
-    scores, hit = demote_conflicts(question, bot.ranker.score(cands.features), [m.text for m in cands.meta], bot.ranker.slot_demotion)
+    scores, hit = demote_non_answers(question, bot.ranker.score(cands.features), [m.text for m in cands.meta], bot.ranker.slot_demotion)
     order = np.argsort(-scores, kind="stable")
     assert not hit[order[0]] and any("third quarter" in cands.meta[i].text for i in order[:3])  # the scenario
     assert bot.ranker.reorder_depth(scores[order]) >= 3
