@@ -1,9 +1,10 @@
 """Read articles from files into `Document`s: the text that sentence offsets point into.
 
 Supported: `.txt`, `.md` (the file decoded as UTF-8, any BOM removed, line endings kept, is the
-document text, so offsets index the file exactly), `.html`/`.htm` (decoded as a browser would,
-`qa.charset`; main text extracted by trafilatura), `.json`/`.jsonl` (records with `title`, `text`,
-optional `date`, `url`, `id`; one document per record). Publication dates are read as `qa.dates` describes; every document is cut
+document text, so offsets index the file exactly), `.html`/`.htm` and a browser's single-file
+`.mhtml`/`.mht` (decoded as a browser would, `qa.saved_page`; main text extracted by
+trafilatura), `.json`/`.jsonl` (records with `title`, `text`, optional `date`, `url`, `id`; one
+document per record). Publication dates are read as `qa.dates` describes; every document is cut
 to `MAX_CHARS` characters and about `MAX_SENTENCES` sentences, with a warning naming the file.
 """
 
@@ -17,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .charset import decode_page
+from .saved_page import decode_page, mhtml_page
 
 log = logging.getLogger("qa")
 
 TEXT_SUFFIXES = {".txt", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}
+MHTML_SUFFIXES = {".mhtml", ".mht"}  # a browser's single-file save
 JSON_SUFFIXES = {".json", ".jsonl"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | MHTML_SUFFIXES | JSON_SUFFIXES
 
 # Per-document limits. A long news feature is ~60,000 characters and ~600 sentences; a junk page
 # (5 MB of boilerplate) once gave 26,419 sentences and took ten minutes to embed.
@@ -72,15 +74,17 @@ Warn = Callable[[str], None]
 def find_files(paths: Iterable[Path]) -> list[SourceFile]:
     """Expand files and folders (recursively) into supported files, in a stable order.
 
-    Hidden files and folders are skipped. A file named explicitly with an unsupported suffix is an
-    error the caller reports; inside folders, other files are ignored silently.
+    Hidden files and folders are skipped, and so is the `<name>_files` folder a browser saves
+    beside `<name>.html` (its frames are ads and widgets, not articles). A file named explicitly
+    with an unsupported suffix is an error the caller reports; inside folders, other files are
+    ignored silently.
     """
     found: dict[str, SourceFile] = {}
     for root in paths:
         if root.is_dir():
             for p in sorted(root.rglob("*")):
                 rel = p.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts):
+                if any(part.startswith(".") for part in rel.parts) or _in_saved_page_assets(root, rel):
                     continue
                 # A broken link to an article is kept so that reading it warns, not dropped silently.
                 wanted = p.is_file() or (p.is_symlink() and not p.exists())
@@ -89,6 +93,16 @@ def find_files(paths: Iterable[Path]) -> list[SourceFile]:
         elif root.is_file() or root.is_symlink():
             found.setdefault(root.as_posix(), SourceFile(root, root.as_posix()))
     return list(found.values())
+
+
+def _in_saved_page_assets(root: Path, rel: Path) -> bool:
+    """Is this inside the `X_files` folder of a page saved as `X.html` or `X.htm` beside it?"""
+    folder = root
+    for part in rel.parts[:-1]:
+        if part.endswith("_files") and any((folder / (part[: -len("_files")] + s)).is_file() for s in (".html", ".htm")):
+            return True
+        folder = folder / part
+    return False
 
 
 def file_hash(data: bytes) -> str:
@@ -118,8 +132,12 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     if b"\0" in data[:8192]:
         warn(f"skipped {file.source}: binary file")
         return []
-    if suffix in HTML_SUFFIXES:  # a page in its site's encoding is read as a browser reads it
-        page, problem = decode_page(data)
+    if suffix in HTML_SUFFIXES | MHTML_SUFFIXES:  # a page in its site's encoding is read as a browser reads it
+        found = decode_page(data) if suffix in HTML_SUFFIXES else mhtml_page(data)
+        if found is None:
+            warn(f"skipped {file.source}: no web page in this MHTML file")
+            return []
+        page, problem = found
         if problem:
             warn(f"{file.source}: {problem}")
         doc = _html_document(file, page, warn)

@@ -23,7 +23,7 @@ Only these narrow question forms count: "when" is often answered by an event ("d
 "who" by a description, and "how much" by a degree ("how much support").
 
 A *label* (`is_label`) is a web page's sub-heading, credit or teaser line: it restates a topic
-and is never cited first.
+and is never cited first; nor is a fragment that only echoes the question's words (`echoes`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _COUNT_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
                 r"thousands?|millions?|billions?|trillions?|dozens?|half|once|twice|single|double|triple|several|few|both|couple")
 _COUNT = re.compile(r"\d(?:[\d,.]*\d)?|\b(?:" + _COUNT_WORDS + r")\b", re.I)
 _CURRENCY = re.compile(r"[$€£¥₹₩]|\b(?:dollars?|euros?|pounds?|yen|yuan|pesos?|rupees?|francs?|cents?|marks|lira|"
-                       r"rubles?|roubles?|won|dinars?|shillings?|USD|EUR|GBP|million|billion|trillion)\b", re.I)
+                       r"rubles?|roubles?|won|dinars?|shillings?|USD|EUR|GBP)\b", re.I)  # "6 million vehicles" is no sum
 _PERCENT = re.compile(r"%|\bper ?cent\b", re.I)
 _DATE = re.compile(r"\d|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?(?!\w)|\bcentur(?:y|ies)\b|"
                    r"\bdecades?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|"
@@ -126,17 +126,31 @@ def is_label(text: str) -> bool:
     return len(t.split()) <= LABEL_WORDS and not _SENTENCE_END.search(t)
 
 
+_FUNCTION_WORDS = frozenset(
+    "a an the of in on at to for from by with and or but is are was were be been being it its this that these those "
+    "he she they them his her their we you i as so do does did has have had not no yes".split())
+ECHO_WORDS = 3
+
+
+def echoes(question: str, text: str) -> bool:
+    """A fragment that only repeats the question's words ("The judge." for "Who is the judge?",
+    from "He went after the attorney general. The judge."): up to 3 content words, all asked."""
+    asked = {w.lower() for w in re.findall(r"\w+", question)}
+    content = [w.lower() for w in re.findall(r"\w+", text) if w.lower() not in _FUNCTION_WORDS]
+    return len(content) <= ECHO_WORDS and all(w in asked for w in content)
+
+
 def demote_non_answers(question: str, scores, texts: list[str], factor: float):
     """(scores with each sentence that cannot answer the question demoted; which sentences were).
 
     One that conflicts with the question's key slots or lacks the kind of value it asks for has its
-    score multiplied by `factor`; a label's becomes 0, so that not even the cross-encoder's
-    re-ordering, which reads the topic, puts it first."""
+    score multiplied by `factor`; a label's, or a fragment's that only echoes the question, becomes
+    0, so that not even the cross-encoder's re-ordering, which reads the topic, puts it first."""
     import numpy as np
 
     slots = question_slots(question)
     kind = answer_kind(question)
-    label = np.array([is_label(t) for t in texts], dtype=bool)
+    label = np.array([is_label(t) or echoes(question, t) for t in texts], dtype=bool)
     hit = label | np.array([conflicts(slots, t) or lacks_answer(kind, question, t) for t in texts], dtype=bool)
     if not hit.any():
         return scores, hit

@@ -170,6 +170,35 @@ def test_html_in_an_undeclared_legacy_encoding_is_guessed_not_skipped(tmp_path):
     assert "Montr\u00e9al" in doc.text and "Ren\u00e9e Tremblay" in doc.text
 
 
+def test_a_browsers_single_file_save_is_read_as_its_page(tmp_path):
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = "Caf\u00e9 Reopens After Fire"
+    msg["MIME-Version"] = "1.0"
+    msg.make_related()
+    html = _page("Caf\u00e9 Reopens After Fire", CAFE_BODY).encode("cp1252")
+    msg.add_related(html, maintype="text", subtype="html", cte="quoted-printable", params={"charset": "windows-1252"})
+    msg.add_related(b"\x89PNG\r\n\x1a\n" + bytes(64), maintype="image", subtype="png", cte="base64")
+    (doc,), warnings = _parse_page(tmp_path, "cafe.mhtml", msg.as_bytes())
+    assert warnings == []
+    assert doc.title == "Caf\u00e9 Reopens After Fire"
+    assert "Montr\u00e9al" in doc.text and "didn\u2019t" in doc.text and "=E9" not in doc.text
+
+    docs, warnings = _parse_page(tmp_path, "empty.mht", b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nhello\r\n")
+    assert docs == [] and warnings == ["skipped empty.mht: no web page in this MHTML file"]
+
+
+def test_the_assets_folder_of_a_saved_page_is_not_indexed(tmp_path):
+    (tmp_path / "Storm closes schools.html").write_text(_page("Storm", "<p>Schools closed.</p>"))
+    (tmp_path / "Storm closes schools_files").mkdir()
+    (tmp_path / "Storm closes schools_files" / "saved_resource.html").write_text(_page("Ad", "<p>Buy now.</p>"))
+    (tmp_path / "notes_files").mkdir()  # no notes.html beside it: an ordinary folder
+    (tmp_path / "notes_files" / "a.txt").write_text("A\n\nBody.")
+    names = [f.path.relative_to(tmp_path).as_posix() for f in find_files([tmp_path])]
+    assert names == ["Storm closes schools.html", "notes_files/a.txt"]
+
+
 def test_find_files_skips_hidden_and_unsupported_and_keeps_broken_links(tmp_path):
     (tmp_path / "a.txt").write_text("A\n\nBody.")
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, run_qa, seed_models
-from qa.slots import answer_kind, conflicts, demote_non_answers, is_label, lacks_answer, question_slots
+from qa.slots import answer_kind, conflicts, demote_non_answers, echoes, is_label, lacks_answer, question_slots
 
 
 def conflict(question: str, sentence: str) -> bool:
@@ -61,6 +61,7 @@ def test_a_sentence_lacks_the_answer_without_a_value_of_the_kind_asked():
     q = "How much did the dredging cost?"
     assert lacks_answer("money", q, "The terminal opened in 2011 after six years of dredging.")
     assert not lacks_answer("money", q, "Dredging cost 85 million euros.")
+    assert lacks_answer("money", q, "Dredging moved 6 million tonnes of sand.")
     assert not lacks_answer("money", q, "The dredging cost $2.5m.")
     q = "How many ferries were cancelled in 2024?"
     assert lacks_answer("count", q, "Ferries were cancelled across the bay in 2024.")  # the question's own number
@@ -80,6 +81,15 @@ def test_labels_are_headings_and_credits_not_sentences():
     assert not is_label("\u201cWe will appeal,\u201d she said.\u201d")
     long_unpunctuated = "Defeating the visitors 3-0 in front of a full-house home crowd at the stadium in Seoul the same roster won"
     assert not is_label(long_unpunctuated)  # a sentence that lost its full stop
+
+
+def test_a_fragment_that_echoes_the_question_is_no_answer():
+    assert echoes("Who is the judge?", "The judge.")
+    assert echoes("Who wrote The Mutants?", "The Mutants).")
+    assert not echoes("Who is the judge?", "The judge is Arthur Engoron.")
+    # a whole sentence of the question's words is left to the ranker: the answer may be among them
+    assert not echoes("What working fluid is used in a mercury vapor turbine?",
+                      "Mercury is the working fluid in the mercury vapor turbine.")
 
 
 def test_non_answers_are_demoted_and_a_label_is_never_first():

@@ -1,4 +1,5 @@
-"""Decode a saved web page's bytes as a browser would, not only as UTF-8.
+"""A saved web page's bytes as the HTML a browser would read: decoded, not only as UTF-8, and
+unpacked from a single-file (MHTML) save.
 
 Real news pages are often saved in the encoding their site serves: windows-1252 in English and
 Western Europe, Shift_JIS or EUC-JP in Japan, GBK in China, EUC-KR in Korea. The order follows
@@ -8,6 +9,9 @@ fail are undecodable bytes replaced (U+FFFD) and the caller told so.
 
 Offsets of an HTML document index the extracted text, never the file's bytes, so the encoding
 changes no citation.
+
+A browser's "save as a single file" (`.mhtml`/`.mht`, Chrome's and Edge's default) is a MIME
+message: the page is its first `text/html` part, in that part's transfer encoding and charset.
 """
 
 from __future__ import annotations
@@ -58,6 +62,24 @@ def decode_page(data: bytes) -> tuple[str, str | None]:
         except (UnicodeDecodeError, LookupError):
             continue
     return data.decode(declared or "utf-8", errors="replace"), f"undecodable bytes replaced (as UTF-8: {utf8_error})"
+
+
+def mhtml_page(data: bytes) -> tuple[str, str | None] | None:
+    """(text, problem) of the page an MHTML file holds (`decode_page`'s), or None without one."""
+    import email
+
+    message = email.message_from_bytes(data)
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            body = part.get_payload(decode=True) or b""
+            charset = part.get_content_charset()
+            if charset:
+                try:
+                    return body.decode(_SUPERSETS.get(charset.lower(), charset)), None
+                except (LookupError, UnicodeDecodeError):
+                    pass
+            return decode_page(body)
+    return None
 
 
 def _guess(data: bytes) -> str | None:
