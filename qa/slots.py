@@ -59,11 +59,6 @@ _ASKS = (
 )
 
 
-LABEL_WORDS = 15
-# Ended as a sentence: its punctuation, then maybe closing quotes and a note ("[citation needed]").
-_SENTENCE_END = re.compile(r"[.!?…:;][\"'”’)\]]*(?:\s*[\[(][^\[\]()]*[\])])?$")
-
-
 def answer_kind(question: str) -> str | None:
     """"money", "count" or "date" when the question asks for that kind of value, else None."""
     q = question.strip()
@@ -115,6 +110,11 @@ def conflicts(slots: tuple[set[str], set[int], dict[str, set[str]]], sentence: s
             if name in have_n and not (values & have_n[name]):
                 return True
     return False
+
+
+LABEL_WORDS = 15
+# Ended as a sentence: its punctuation, then maybe closing quotes and a note ("[citation needed]").
+_SENTENCE_END = re.compile(r"[.!?…:;][\"'”’)\]]*(?:\s*[\[(][^\[\]()]*[\])])?$")
 
 
 def is_label(text: str) -> bool:

@@ -21,6 +21,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORPUS_FIXTURES = FIXTURES / "corpus"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+NO_BROWSER = "no browser: Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)"
+
+
+def start_chromium(profile: Path):
+    """A headless Chromium under selenium, with this machine's closed network in mind (no
+    background connections); the caller quits it."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
 SEED = "seeds/000_a965798dc9f0230f.txt"
 SEED_QUESTION = "What did London agree?"
 # A second article for tests that add one to an index (qa serve's generation switches).

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import CORPUS_FIXTURES, json_lines
+from conftest import CHROMEDRIVER, CHROMIUM, CORPUS_FIXTURES, NO_BROWSER, json_lines, start_chromium
 from qa.index import Index
 from qa.ingest import SourceFile, find_files, parse
 
@@ -187,6 +187,23 @@ def test_a_browsers_single_file_save_is_read_as_its_page(tmp_path):
 
     docs, warnings = _parse_page(tmp_path, "empty.mht", b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nhello\r\n")
     assert docs == [] and warnings == ["skipped empty.mht: no web page in this MHTML file"]
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=NO_BROWSER)
+def test_a_page_chromium_saves_as_one_file_reads_as_the_page(tmp_path):
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+    page = CORPUS_FIXTURES / "museum_theft.html"
+    driver = start_chromium(tmp_path / "profile")
+    try:
+        driver.get(page.as_uri())
+        snapshot = driver.execute_cdp_cmd("Page.captureSnapshot", {"format": "mhtml"})["data"]
+    finally:
+        driver.quit()
+    assert snapshot.startswith("From: <Saved by Blink>")
+    (saved,), warnings = _parse_page(tmp_path, "museum_theft.mhtml", snapshot.encode("utf-8"))
+    (original,), _ = parse_fixture("museum_theft.html")
+    assert warnings == []
+    assert (saved.title, saved.text, saved.date) == (original.title, original.text, original.date)
 
 
 def test_the_assets_folder_of_a_saved_page_is_not_indexed(tmp_path):

@@ -17,22 +17,16 @@ pytest.importorskip("starlette", reason="the serve extra is not installed (pip i
 pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install -e '.[test]')")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 
-from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from conftest import REPO, run_qa, seed_models  # noqa: E402
+from conftest import CHROMEDRIVER, CHROMIUM, NO_BROWSER, REPO, run_qa, seed_models, start_chromium  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.serve import ServerThread, create_app  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no browser: Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)",
-)
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=NO_BROWSER)
 
 # An article whose title, text and url try to run script in the page. Each payload sets a flag.
 HOSTILE = {
@@ -64,14 +58,7 @@ def site(tmp_path_factory, seed_index):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, read below
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))  # with the page's console logged, read below
     driver.set_window_size(1000, 1300)
     try:
         yield driver
