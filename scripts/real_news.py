@@ -1,12 +1,12 @@
 """Issue 14's real-news check, rebuilt from pages anyone can fetch: 28 real news web pages in
-12 languages (CNN, Time, Wired, AP, Fox 13, Yonhap, cleveland.com and more, beside Arabic,
+8 languages (CNN, Time, Wired, AP, Fox 13, Yonhap, cleveland.com and more, beside Arabic,
 Burmese, Chinese, Japanese, Latvian, Spanish and Thai pages) as saved by their sites, with their
 navigation, captions and teasers, indexed as a user would (`qa index`), and questions about the
 English ones written for this set by readers who saw only the extracted text, never an answer:
 
 - scripts/data/real_news_tune.jsonl: 74 questions (60 answerable, 14 on-topic that no page
-  answers) on 13 articles: the set changes are measured and chosen on;
-- scripts/data/real_news_check.jsonl: 90 questions (75 / 15) on 15 articles by another writer:
+  answers) on 14 pages: the set changes are measured and chosen on;
+- scripts/data/real_news_check.jsonl: 90 questions (75 / 15) on 15 pages by another writer:
   reported, never tuned on (every look is in BENCHMARKS.md).
 
 An answerable question is right when the first sentence holds one of its answer strings; an
