@@ -135,7 +135,14 @@ ECHO_WORDS = 3
 def echoes(question: str, text: str) -> bool:
     """A fragment that only repeats the question's words ("The judge." for "Who is the judge?",
     from "He went after the attorney general. The judge."): up to 3 content words, all asked."""
-    asked = {w.lower() for w in re.findall(r"\w+", question)}
+    return _echoes(_words(question), text)
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"\w+", text)}
+
+
+def _echoes(asked: set[str], text: str) -> bool:
     content = [w.lower() for w in re.findall(r"\w+", text) if w.lower() not in _FUNCTION_WORDS]
     return len(content) <= ECHO_WORDS and all(w in asked for w in content)
 
@@ -150,8 +157,13 @@ def demote_non_answers(question: str, scores, texts: list[str], factor: float):
 
     slots = question_slots(question)
     kind = answer_kind(question)
-    label = np.array([is_label(t) or echoes(question, t) for t in texts], dtype=bool)
-    hit = label | np.array([conflicts(slots, t) or lacks_answer(kind, question, t) for t in texts], dtype=bool)
+    asked = _words(question)
+    # Only short lines can be labels or echoes (a line of over 15 words has more than 3 content
+    # words): the word count spares the regexes for most of the ~70 candidates.
+    label = np.array([len(t.split()) <= LABEL_WORDS and (is_label(t) or _echoes(asked, t)) for t in texts], dtype=bool)
+    hit = label.copy()
+    if any(slots) or kind is not None:
+        hit |= np.array([conflicts(slots, t) or lacks_answer(kind, question, t) for t in texts], dtype=bool)
     if not hit.any():
         return scores, hit
     return np.where(label, 0.0, np.where(hit, scores * factor, scores)).astype(scores.dtype), hit
