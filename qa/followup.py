@@ -5,9 +5,10 @@ war"; an ellipsis: "And in 2005?", "What about ABC?") is rewritten into a standa
 answered turn, its `Focus`: the query that turn used and the sentence that answered it. The
 rewrite replaces what points back by what it points at:
 
-- he/she/him/his/her -> after a who-question, the name in the previous answer nearest the
-  question's own name ("Who was Kublai Khan's grandfather?" ... "Which tribes did he unite?");
-  else a person's name in the previous query, else in the previous answer;
+- he/she/him/his/her -> after "Who is <name>?", that name; after another who-question, the name in
+  the previous answer nearest the question's own name ("Who was Kublai Khan's grandfather?" ...
+  "Which tribes did he unite?"); else a person's name in the previous query, else in the previous
+  answer;
 - it/its/they/them/their -> a name from the previous query;
 - there / then / that year -> the place or date in the previous answer;
 - an ellipsis -> the previous query with its matching slot replaced ("Who won Super Bowl XLIX?"
@@ -56,6 +57,9 @@ _MONTH = r"(?:January|February|March|April|May|June|July|August|September|Octobe
 _YEAR_OR_DATE = re.compile(rf"\b(?:\d{{1,2}} )?{_MONTH}?(?: \d{{1,2}},)? ?\b1[0-9]{{3}}s?\b|\b20[0-9]{{2}}s?\b"
                            rf"|\b(?:the )?\d{{1,2}}(?:st|nd|rd|th)[ -]century\b|\b{_MONTH}\b")
 _WH = ("what", "who", "whom", "whose", "when", "where", "which", "why", "how")
+# A question that asks who someone is: the answer describes that name, and a pronoun after it is
+# still that name (unlike "Who was Kublai Khan's grandfather?", whose answer is a new person).
+_WHO_IS = re.compile(r"^\s*(?i:who (?:is|was|are|were)) ((?:[A-Z][\w'’\-\.]*\s*)+?)\s*\??\s*$")
 
 
 @dataclass
@@ -118,6 +122,9 @@ def _referent(person: bool, focus: Focus, question: str, singular: bool = False)
     known = entities(focus.query)
     asked = [e for e in known if e not in question]
     if person:
+        defined = _WHO_IS.match(focus.query)
+        if defined and defined.group(1) in asked:  # "Who is Elizabeth Prelogar?" ... "How old is she?"
+            return defined.group(1)
         in_answer = [e for e in entities(focus.answer_text) if e not in question and not e[0].isdigit()]
         anchors = [focus.answer_text.find(a) for a in known if a in focus.answer_text]
         if anchors:

@@ -42,6 +42,13 @@ def test_after_a_who_question_he_is_the_answer():
     assert read("Which tribes did he unite?", f).query == "Which tribes did Genghis Khan unite?"
 
 
+def test_after_who_is_a_name_she_is_that_name():
+    # the answer names someone else first ("the Biden administration"): the pronoun is still who was asked about
+    f = focus("Who is Elizabeth Prelogar?", "Solicitor General Elizabeth Prelogar is the Biden administration's top lawyer at the court.")
+    assert read("How old is she?", f).query == "How old is Elizabeth Prelogar?"
+    assert read("What did Alito ask her?", f).query == "What did Alito ask Elizabeth Prelogar?"
+
+
 def test_there_and_then_take_the_previous_answer():
     place = focus("Where did the Broncos practice?", "The Broncos practiced at Stanford University.")
     assert read("Who else practiced there?", place).query == "Who else practiced in Stanford University?"
