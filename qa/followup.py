@@ -12,7 +12,9 @@ rewrite replaces what points back by what it points at:
 - it/its/they/them/their -> a name from the previous query;
 - there / then / that year -> the place or date in the previous answer;
 - an ellipsis -> the previous query with its matching slot replaced ("Who won Super Bowl XLIX?"
-  + "And 50?" -> "Who won Super Bowl 50?").
+  + "And 50?" -> "Who won Super Bowl 50?");
+- a question word alone ("When?") is read as "And when?"; where that replaces nothing, it is
+  asked with the previous query's names and words.
 
 A cue with nothing to name adds the previous query's names (or words) in parentheses. A question
 without such cues is asked exactly as `qa ask` would ask it. Rules rather than a learned
@@ -52,6 +54,8 @@ _EXPLETIVE = re.compile(r"\bit (?:is |was |has been )?(?:called|known|named|poss
 # a bare fragment with no question word: "In 2005?", "The Panthers?" (at most four words)
 _FRAGMENT = re.compile(r"^(?!(?:what|who|whom|whose|when|where|which|why|how|is|are|was|were|do|does|did|can|could)\b)"
                        r"((?:\S+\s+){0,3}\S+?)\?$", re.I)
+# a question word alone ("When?", "And why?", "How many?"): it asks about the last turn's event
+_BARE_WH = re.compile(r"^(?:and |but |so )?(?:when|where|why|how|who)\s*\?*$", re.I)
 _ELLIPSIS = re.compile(r"^(?:and|what about|how about|and what about|and how about)\s+(.+?)\??$", re.I)
 _MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 _YEAR_OR_DATE = re.compile(rf"\b(?:\d{{1,2}} )?{_MONTH}?(?: \d{{1,2}},)? ?\b1[0-9]{{3}}s?\b|\b20[0-9]{{2}}s?\b"
@@ -209,7 +213,9 @@ def read(question: str, focus: Focus | None) -> Reading:
     """How to search for `question` given the conversation's focus (None: asked on its own)."""
     if focus is None:
         return Reading(question, "alone")
-    m = _ELLIPSIS.match(question.strip())
+    bare_wh = bool(_BARE_WH.match(question.strip()))
+    # "When?" is "And when?": the previous query with its question word replaced
+    m = _ELLIPSIS.match(question.strip()) or (_ELLIPSIS.match(f"and {question.strip()}") if bare_wh else None)
     fragment = _FRAGMENT.match(question.strip())
     if m and _slot(m.group(1), bare=False) or fragment and _slot(fragment.group(1), bare=True):
         return Reading(_ellipsis((m or fragment).group(1).strip(), focus), "ellipsis")
@@ -237,7 +243,7 @@ def read(question: str, focus: Focus | None) -> Reading:
         name = _referent(word in _PERSON, focus, q, singular=word in ("it", "its"))
         if name:
             q, how = _replace_pronoun(q, p, name), "pronoun"
-    event = how == "alone" and bool(_EVENT.search(q))
+    event = how == "alone" and (bare_wh or bool(_EVENT.search(q)))
     cue = cue or event or bool(_DEMONSTRATIVE.search(q))
     if cue and how == "alone":  # it points back, but at nothing we can name: add the previous query's words
         names = [e for e in entities(focus.query) if e not in q]

@@ -49,6 +49,12 @@ def test_after_who_is_a_name_she_is_that_name():
     assert read("What did Alito ask her?", f).query == "What did Alito ask Elizabeth Prelogar?"
 
 
+def test_a_question_word_alone_asks_about_the_last_turn():
+    f = focus("When was Tesla born?", "Tesla was born in 1856.")
+    assert read("Where?", f).query == read("And where?", f).query == "Where was Tesla born?"
+    assert read("When?", None).query == "When?"
+
+
 def test_there_and_then_take_the_previous_answer():
     place = focus("Where did the Broncos practice?", "The Broncos practiced at Stanford University.")
     assert read("Who else practiced there?", place).query == "Who else practiced in Stanford University?"
