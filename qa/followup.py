@@ -54,7 +54,7 @@ _EXPLETIVE = re.compile(r"\bit (?:is |was |has been )?(?:called|known|named|poss
 # a bare fragment with no question word: "In 2005?", "The Panthers?" (at most four words)
 _FRAGMENT = re.compile(r"^(?!(?:what|who|whom|whose|when|where|which|why|how|is|are|was|were|do|does|did|can|could)\b)"
                        r"((?:\S+\s+){0,3}\S+?)\?$", re.I)
-# a question word alone ("When?", "And why?", "How many?"): it asks about the last turn's event
+# a question word alone ("When?", "And why?"): it asks about the last turn's event
 _BARE_WH = re.compile(r"^(?:and |but |so )?(?:when|where|why|how|who)\s*\?*$", re.I)
 _ELLIPSIS = re.compile(r"^(?:and|what about|how about|and what about|and how about)\s+(.+?)\??$", re.I)
 _MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
