@@ -30,6 +30,8 @@ _SUPERSETS = {
     "iso-8859-9": "cp1254", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
     "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932", "windows-31j": "cp932",
     "euc-kr": "cp949", "ks_c_5601-1987": "cp949", "big5": "big5hkscs", "tis-620": "cp874",
+    # a <meta> that says UTF-16 is wrong by construction (it was readable as ASCII): the standard reads UTF-8
+    "utf-16": "utf-8", "utf-16le": "utf-8", "utf-16be": "utf-8",
 }
 
 

@@ -168,6 +168,11 @@ def test_html_in_an_undeclared_legacy_encoding_is_guessed_not_skipped(tmp_path):
     (doc,), warnings = _parse_page(tmp_path, "cafe.html", _page("Caf\u00e9 Reopens After Fire", CAFE_BODY * 3).encode("cp1252"))
     assert warnings == []
     assert "Montr\u00e9al" in doc.text and "Ren\u00e9e Tremblay" in doc.text
+    # a page that claims UTF-16 in its <meta> was readable as ASCII: the claim is ignored, as browsers do
+    wrong = _page("Caf\u00e9 Reopens After Fire", CAFE_BODY * 3, '<meta charset="utf-16">').encode("cp1252")
+    wrong += b" " * (len(wrong) % 2)  # an even length, which UTF-16 would decode into nonsense
+    (doc,), warnings = _parse_page(tmp_path, "wrong.html", wrong)
+    assert warnings == [] and "Montr\u00e9al" in doc.text
 
 
 def test_a_browsers_single_file_save_is_read_as_its_page(tmp_path):
