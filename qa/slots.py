@@ -40,8 +40,9 @@ _COUNT_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
                 r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
                 r"thousands?|millions?|billions?|trillions?|dozens?|half|once|twice|single|double|triple|several|few|both|couple")
 _COUNT = re.compile(r"\d(?:[\d,.]*\d)?|\b(?:" + _COUNT_WORDS + r")\b", re.I)
-_CURRENCY = re.compile(r"[$€£¥₹₩]|\b(?:dollars?|euros?|pounds?|yen|yuan|pesos?|rupees?|francs?|cents?|marks|lira|"
-                       r"rubles?|roubles?|won|dinars?|shillings?|USD|EUR|GBP)\b", re.I)  # "6 million vehicles" is no sum
+# Not "won" or "marks": "the team won" holds no sum; nor "million": "6 million vehicles" is none.
+_CURRENCY = re.compile(r"[$€£¥₹₩]|\b(?:dollars?|euros?|pounds?|yen|yuan|pesos?|rupees?|francs?|cents?|lira|"
+                       r"rubles?|roubles?|dinars?|shillings?|USD|EUR|GBP)\b", re.I)
 _PERCENT = re.compile(r"%|\bper ?cent\b", re.I)
 _DATE = re.compile(r"\d|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?(?!\w)|\bcentur(?:y|ies)\b|"
                    r"\bdecades?\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|"

@@ -62,6 +62,7 @@ def test_a_sentence_lacks_the_answer_without_a_value_of_the_kind_asked():
     assert lacks_answer("money", q, "The terminal opened in 2011 after six years of dredging.")
     assert not lacks_answer("money", q, "Dredging cost 85 million euros.")
     assert lacks_answer("money", q, "Dredging moved 6 million tonnes of sand.")
+    assert lacks_answer("money", q, "The firm that won the dredging contract marks its tenth year.")
     assert not lacks_answer("money", q, "The dredging cost $2.5m.")
     q = "How many ferries were cancelled in 2024?"
     assert lacks_answer("count", q, "Ferries were cancelled across the bay in 2024.")  # the question's own number
