@@ -22,6 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORPUS_FIXTURES = FIXTURES / "corpus"
 
+SEED = "seeds/000_a965798dc9f0230f.txt"
+SEED_QUESTION = "What did London agree?"
+# A second article for tests that add one to an index (qa serve's generation switches).
+HARBOR = """Riverton Harbor Reopens After Dredging
+
+The Riverton harbor reopened to cargo ships on Monday after a six-month dredging project deepened the channel to fourteen meters.
+
+Harbor master Elena Okafor said the first vessel to dock was a grain carrier from Rotterdam.
+"""
+
+# Articles in tests/fixtures/corpus that parse cleanly (the others are there to be skipped).
+CLEAN_ARTICLES = ["fed_rates.txt", "harbor_port.txt", "solar_farm.md"]
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
@@ -41,18 +54,6 @@ def start_chromium(profile: Path):
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-SEED = "seeds/000_a965798dc9f0230f.txt"
-SEED_QUESTION = "What did London agree?"
-# A second article for tests that add one to an index (qa serve's generation switches).
-HARBOR = """Riverton Harbor Reopens After Dredging
-
-The Riverton harbor reopened to cargo ships on Monday after a six-month dredging project deepened the channel to fourteen meters.
-
-Harbor master Elena Okafor said the first vessel to dock was a grain carrier from Rotterdam.
-"""
-
-# Articles in tests/fixtures/corpus that parse cleanly (the others are there to be skipped).
-CLEAN_ARTICLES = ["fed_rates.txt", "harbor_port.txt", "solar_farm.md"]
 
 
 def squad_dev_articles() -> list[dict]:
