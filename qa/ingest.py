@@ -132,6 +132,12 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
     if b"\0" in data[:8192]:
         warn(f"skipped {file.source}: binary file")
         return []
+    said: list[str] = []
+
+    def _warn(msg: str) -> None:  # a file already reported (bad JSON) gets no second "no text"
+        said.append(msg)
+        warn(msg)
+
     if suffix in HTML_SUFFIXES | MHTML_SUFFIXES:  # a page in its site's encoding is read as a browser reads it
         found = decode_page(data) if suffix in HTML_SUFFIXES else mhtml_page(data)
         if found is None:
@@ -140,29 +146,20 @@ def parse(file: SourceFile, data: bytes, warn: Warn) -> list[Document]:
         page, problem = found
         if problem:
             warn(f"{file.source}: {problem}")
-        doc = _html_document(file, page, warn)
-        if doc is None or not doc.text.strip():
-            warn(f"skipped {file.source}: no text")
-            return []
-        return [_limit(doc, warn)]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        warn(f"skipped {file.source}: not UTF-8 text ({e.reason} at byte {e.start})")
-        return []
-    said: list[str] = []
-
-    def _warn(msg: str) -> None:  # a file already reported (bad JSON) gets no second "no text"
-        said.append(msg)
-        warn(msg)
-
-    if suffix in TEXT_SUFFIXES:
-        doc = _plain_document(file.source, file.source, text, markdown=suffix == ".md", warn=warn)
-        doc.bom = len(data) - len(text.encode("utf-8"))
-        doc.date = doc.date or _file_name_date(file, warn)
-        docs = [doc]
+        docs = [_html_document(file, page, warn)]
     else:
-        docs = _json_documents(file.source, text, jsonl=suffix == ".jsonl", warn=_warn)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            warn(f"skipped {file.source}: not UTF-8 text ({e.reason} at byte {e.start})")
+            return []
+        if suffix in TEXT_SUFFIXES:
+            doc = _plain_document(file.source, file.source, text, markdown=suffix == ".md", warn=warn)
+            doc.bom = len(data) - len(text.encode("utf-8"))
+            doc.date = doc.date or _file_name_date(file, warn)
+            docs = [doc]
+        else:
+            docs = _json_documents(file.source, text, jsonl=suffix == ".jsonl", warn=_warn)
     docs = [d for d in docs if d is not None and d.text.strip()]
     if not docs and not said:
         warn(f"skipped {file.source}: no text")

@@ -38,12 +38,14 @@ _SUPERSETS = {
 def declared_charset(data: bytes) -> str | None:
     """The Python codec of the charset a page declares near its top, if Python knows it."""
     m = _DECLARED.search(data[:PRESCAN_BYTES])
-    if not m:
-        return None
-    label = m.group(1).decode("ascii", "ignore").strip().lower()
-    label = _SUPERSETS.get(label, label)
+    return _codec(m.group(1).decode("ascii", "ignore")) if m else None
+
+
+def _codec(label: str) -> str | None:
+    """The Python codec a browser reads for a charset label, if Python knows it."""
+    label = label.strip().lower()
     try:
-        return codecs.lookup(label).name
+        return codecs.lookup(_SUPERSETS.get(label, label)).name
     except LookupError:
         return None
 
@@ -74,11 +76,11 @@ def mhtml_page(data: bytes) -> tuple[str, str | None] | None:
     for part in message.walk():
         if part.get_content_type() == "text/html":
             body = part.get_payload(decode=True) or b""
-            charset = part.get_content_charset()
-            if charset:
+            codec = _codec(part.get_content_charset() or "")
+            if codec:
                 try:
-                    return body.decode(_SUPERSETS.get(charset.lower(), charset)), None
-                except (LookupError, UnicodeDecodeError):
+                    return body.decode(codec), None
+                except UnicodeDecodeError:
                     pass
             return decode_page(body)
     return None

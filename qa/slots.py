@@ -29,6 +29,7 @@ and is never cited first; nor is a fragment that only echoes the question's word
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _YEAR = re.compile(r"(?<![\d$£€.,])\b(1[0-9]{3}|20[0-9]{2})\b(?![.,]?\d)")
 _ORDINAL = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
@@ -66,12 +67,18 @@ def answer_kind(question: str) -> str | None:
     return next((kind for kind, pattern in _ASKS if pattern.search(q)), None)
 
 
+@lru_cache(maxsize=64)
+def _numbers(question: str) -> frozenset[str]:
+    """The numbers a question names: read once, though every candidate is checked against them."""
+    return frozenset(m.group(0).lower() for m in _COUNT.finditer(question))
+
+
 def lacks_answer(kind: str | None, question: str, sentence: str) -> bool:
     """Does the sentence hold no value of the kind the question asks for?"""
     if kind == "money":  # or a share: "how much did revenue increase?" - "by almost 500%"
         return not (_CURRENCY.search(sentence) or _PERCENT.search(sentence))
     if kind == "count":
-        asked = {m.group(0).lower() for m in _COUNT.finditer(question)}  # "Worlds 2023" is no answer
+        asked = _numbers(question)  # "Worlds 2023" is no answer
         return not any(m.group(0).lower() not in asked for m in _COUNT.finditer(sentence))
     if kind == "date":
         return not _DATE.search(sentence)
