@@ -1,0 +1,127 @@
+"""Issue 14's size table through the code of `qa ask`: own answered / foreign declined at 1, 24, 48,
+~150 and ~490 articles, asked with `Bot.ask_many` (ranker, reranker, slot rules and the answer
+decision exactly as shipped).
+
+scripts/size_abstention.py saves candidate features so that answerability models can be refitted
+offline; the rules of qa.slots read candidate texts as well, so the shipped decision is measured
+here by asking. The same collections and questions as size_abstention.py (its article folders are
+written the same way, under the same --work):
+- own: the dev tune questions (at size 1, each tune article indexed alone and asked its own);
+- foreign: 1,500 questions of 20 reserved train articles that are never indexed (100 per
+  one-article index at size 1);
+- at ~490 articles also 3,000 train questions that no fit used (train_more.py's train_fresh).
+
+Stages are resumable (a stage with a result line is skipped); the index is built incrementally
+in WORK/decisions-index.
+
+    python scripts/size_decisions.py [--work /tmp/q14] [--stages 24,1,48,150,490]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from size_abstention import (  # noqa: E402
+    DEV, FOREIGN_N, FOREIGN_PER_ONE, RESERVED, TRAIN, TRAIN_OWN_N, every, log)
+from qa.answer import Bot  # noqa: E402
+from qa.build import build  # noqa: E402
+from qa.eval import load_json, write_articles  # noqa: E402
+from qa.index import Index  # noqa: E402
+
+FRESH_N, FRESH_AFTER = 3000, 12000  # train_more.py --n 3000 --fresh 12000
+
+
+def ask(bot: Bot, questions) -> tuple[int, int]:
+    """(answered, answered with a gold sentence first)."""
+    answered = right = 0
+    for lo in range(0, len(questions), 256):
+        batch = questions[lo: lo + 256]
+        for q, a in zip(batch, bot.ask_many([q.text for q in batch], top=1)):
+            answered += a.answered
+            right += bool(a.answered and q.overlaps(a.sentences[0].citation.source, a.sentences[0].citation.start,
+                                                    a.sentences[0].citation.end))
+    return answered, right
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
+    ap.add_argument("--stages", default="24,1,48,150,490")
+    args = ap.parse_args()
+    w = args.work
+    w.mkdir(parents=True, exist_ok=True)
+    dev = load_json(DEV)["data"]
+    train = load_json(TRAIN)["data"]
+    reserved = set(range(len(train))[RESERVED])
+    indexed_train = [a for i, a in enumerate(train) if i not in reserved]
+    own = [q for q in write_articles(dev[0::2], w / "tune") if q.spans]
+    write_articles(dev[1::2], w / "held")  # distractor text only
+    foreign = every([q for q in write_articles([train[i] for i in sorted(reserved)], w / "foreign_articles") if q.spans],
+                    FOREIGN_N)
+    train_qs = [q for q in write_articles(indexed_train[:100], w / "train_a") + write_articles(indexed_train[100:], w / "train_b")
+                if q.spans]
+    used = {q.qid for q in every(train_qs, TRAIN_OWN_N)}
+    used |= {q.qid for q in every([q for q in train_qs if q.qid not in used], FRESH_AFTER)}
+    fresh = every([q for q in train_qs if q.qid not in used], FRESH_N)
+    results = w / "decisions.jsonl"
+    done = {json.loads(line)["size"] for line in results.read_text().splitlines()} if results.exists() else set()
+    folders = {"24": ["tune"], "48": ["tune", "held"], "150": ["tune", "held", "train_a"],
+               "490": ["tune", "held", "train_a", "train_b"]}
+    for size in args.stages.split(","):
+        if size in done:
+            log(f"size {size}: done before")
+            continue
+        t = time.time()
+        row: dict = {"size": size}
+        if size == "1":
+            by_source: dict[str, list] = {}
+            for q in own:
+                by_source.setdefault(q.source, []).append(q)
+            n_own = n_foreign = answered = right = foreign_answered = 0
+            for i, (source, qs) in enumerate(sorted(by_source.items())):
+                folder = w / "decisions-one" / f"{i:02d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                link = folder / Path(source).name
+                link.write_text(Path(source).read_text())
+                build(folder.parent / f"index{i:02d}", [folder])
+                bot = Bot(Index.open(folder.parent / f"index{i:02d}"))
+                mine = [type(q)(q.qid, q.text, link.as_posix(), q.spans) for q in qs]
+                fq = foreign[(i * FOREIGN_PER_ONE) % len(foreign):][:FOREIGN_PER_ONE]
+                a, r = ask(bot, mine)
+                answered, right, n_own = answered + a, right + r, n_own + len(mine)
+                foreign_answered += ask(bot, fq)[0]
+                n_foreign += len(fq)
+            row["sentences"] = None
+        else:
+            build(w / "decisions-index", [w / f for f in folders[size]])
+            bot = Bot(Index.open(w / "decisions-index"))
+            row["sentences"] = bot.index.sentence_count
+            answered, right = ask(bot, own)
+            foreign_answered = ask(bot, foreign)[0]
+            n_own, n_foreign = len(own), len(foreign)
+            if size == "490":
+                row["fresh_train_answered"] = round(ask(bot, fresh)[0] / len(fresh), 4)
+        row.update(own_answered=round(answered / n_own, 4), foreign_declined=round(1 - foreign_answered / n_foreign, 4),
+                   r1=round(right / n_own, 4), seconds=round(time.time() - t))
+        log(json.dumps(row))
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    print("| articles | sentences | own answered | foreign declined | R@1 (declined = wrong) |")
+    print("|---|---|---|---|---|")
+    for line in results.read_text().splitlines():
+        r = json.loads(line)
+        extra = f"; fresh train answered {100 * r['fresh_train_answered']:.1f} %" if "fresh_train_answered" in r else ""
+        print(f"| {r['size']} | {r['sentences'] or ''} | {100 * r['own_answered']:.1f} % | {100 * r['foreign_declined']:.1f} % | "
+              f"{r['r1']:.4f}{extra} |")
+
+
+if __name__ == "__main__":
+    main()
