@@ -78,26 +78,33 @@ def every(items: list, n: int) -> list:
     return items[::step][:n]
 
 
+def question_sets(w: Path) -> tuple[list, list, list, list]:
+    """Write the stages' article folders under `w` (the same names and offsets every time) and
+    return (own, foreign, train_a, train_b): the dev tune questions; 1,500 questions of the
+    reserved train articles; the questions of the first 100 indexed train articles and of the rest."""
+    w.mkdir(parents=True, exist_ok=True)
+    dev = load_json(DEV)["data"]
+    train = load_json(TRAIN)["data"]
+    reserved_idx = set(range(len(train))[RESERVED])
+    reserved = [a for i, a in enumerate(train) if i in reserved_idx]
+    indexed_train = [a for i, a in enumerate(train) if i not in reserved_idx]
+    own = [q for q in write_articles(dev[0::2], w / "tune") if q.spans]
+    write_articles(dev[1::2], w / "held")  # distractor text only; its questions are discarded
+    foreign = every([q for q in write_articles(reserved, w / "foreign_articles") if q.spans], FOREIGN_N)
+    train_a = write_articles(indexed_train[:100], w / "train_a")
+    train_b = write_articles(indexed_train[100:], w / "train_b")
+    log(f"own {len(own)}, foreign {len(foreign)} (from {len(reserved)} reserved train articles), "
+        f"indexed train articles {len(indexed_train)}")
+    return own, foreign, train_a, train_b
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--stages", default="24,1,48,150,490")
     args = ap.parse_args()
     w = args.work
-    w.mkdir(parents=True, exist_ok=True)
-    dev = load_json(DEV)["data"]
-    tune, held = dev[0::2], dev[1::2]
-    train = load_json(TRAIN)["data"]
-    reserved_idx = set(range(len(train))[RESERVED])
-    reserved = [a for i, a in enumerate(train) if i in reserved_idx]
-    indexed_train = [a for i, a in enumerate(train) if i not in reserved_idx]
-    own = [q for q in write_articles(tune, w / "tune") if q.spans]
-    write_articles(held, w / "held")  # distractor text only; its questions are discarded
-    foreign = every([q for q in write_articles(reserved, w / "foreign_articles") if q.spans], FOREIGN_N)
-    train_a = write_articles(indexed_train[:100], w / "train_a")
-    train_b = write_articles(indexed_train[100:], w / "train_b")
-    log(f"own {len(own)}, foreign {len(foreign)} (from {len(reserved)} reserved train articles), "
-        f"indexed train articles {len(indexed_train)}")
+    own, foreign, train_a, train_b = question_sets(w)
     big = w / "big"
 
     def stage(name: str, folders: list[Path], extra: dict | None = None) -> None:

@@ -29,11 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from size_abstention import (  # noqa: E402
-    DEV, FOREIGN_N, FOREIGN_PER_ONE, RESERVED, TRAIN, TRAIN_OWN_N, every, log)
+from size_abstention import FOREIGN_PER_ONE, log, question_sets  # noqa: E402
+from train_more import more_train_questions  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.build import build  # noqa: E402
-from qa.eval import load_json, write_articles  # noqa: E402
 from qa.index import Index  # noqa: E402
 
 FRESH_N, FRESH_AFTER = 3000, 12000  # train_more.py --n 3000 --fresh 12000
@@ -57,20 +56,8 @@ def main() -> None:
     ap.add_argument("--stages", default="24,1,48,150,490")
     args = ap.parse_args()
     w = args.work
-    w.mkdir(parents=True, exist_ok=True)
-    dev = load_json(DEV)["data"]
-    train = load_json(TRAIN)["data"]
-    reserved = set(range(len(train))[RESERVED])
-    indexed_train = [a for i, a in enumerate(train) if i not in reserved]
-    own = [q for q in write_articles(dev[0::2], w / "tune") if q.spans]
-    write_articles(dev[1::2], w / "held")  # distractor text only
-    foreign = every([q for q in write_articles([train[i] for i in sorted(reserved)], w / "foreign_articles") if q.spans],
-                    FOREIGN_N)
-    train_qs = [q for q in write_articles(indexed_train[:100], w / "train_a") + write_articles(indexed_train[100:], w / "train_b")
-                if q.spans]
-    used = {q.qid for q in every(train_qs, TRAIN_OWN_N)}
-    used |= {q.qid for q in every([q for q in train_qs if q.qid not in used], FRESH_AFTER)}
-    fresh = every([q for q in train_qs if q.qid not in used], FRESH_N)
+    own, foreign, train_a, train_b = question_sets(w)
+    fresh, _ = more_train_questions([q for q in train_a + train_b if q.spans], FRESH_N, FRESH_AFTER)
     results = w / "decisions.jsonl"
     done = {json.loads(line)["size"] for line in results.read_text().splitlines()} if results.exists() else set()
     folders = {"24": ["tune"], "48": ["tune", "held"], "150": ["tune", "held", "train_a"],
@@ -116,8 +103,7 @@ def main() -> None:
             f.write(json.dumps(row) + "\n")
     print("| articles | sentences | own answered | foreign declined | R@1 (declined = wrong) |")
     print("|---|---|---|---|---|")
-    for line in results.read_text().splitlines():
-        r = json.loads(line)
+    for r in sorted((json.loads(line) for line in results.read_text().splitlines()), key=lambda r: int(r["size"])):
         extra = f"; fresh train answered {100 * r['fresh_train_answered']:.1f} %" if "fresh_train_answered" in r else ""
         print(f"| {r['size']} | {r['sentences'] or ''} | {100 * r['own_answered']:.1f} % | {100 * r['foreign_declined']:.1f} % | "
               f"{r['r1']:.4f}{extra} |")

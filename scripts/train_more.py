@@ -19,9 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from size_abstention import RESERVED, TRAIN, TRAIN_OWN_N, collect, every  # noqa: E402
-from qa.eval import load_json, write_articles  # noqa: E402
+from size_abstention import TRAIN_OWN_N, collect, every, question_sets  # noqa: E402
 from qa.index import Index  # noqa: E402
+
+
+def more_train_questions(qs: list, n: int, fresh_after: int = 0) -> tuple[list, str]:
+    """`n` of these train questions that are not in size_abstention.py's 6,000-question sample
+    ("train_more"); with `fresh_after`, `n` that are not among the first `fresh_after` of those
+    either ("train_fresh": no fit, neither the ranker's nor the reranker's, has used them)."""
+    used = {q.qid for q in every(qs, TRAIN_OWN_N)}
+    rest = every([q for q in qs if q.qid not in used], fresh_after or n)
+    if not fresh_after:
+        return rest, "train_more"
+    used |= {q.qid for q in rest}
+    return every([q for q in qs if q.qid not in used], n), "train_fresh"
 
 
 def main() -> None:
@@ -32,17 +43,9 @@ def main() -> None:
                     help="ask --n questions in neither the 6,000 sample nor train_more's first MORE_N (train_fresh.npz)")
     args = ap.parse_args()
     w = args.work
-    train = load_json(TRAIN)["data"]
-    reserved = set(range(len(train))[RESERVED])
-    indexed = [a for i, a in enumerate(train) if i not in reserved]
     # the same files (same names and offsets) as size_abstention.py wrote and indexed
-    qs = [q for q in write_articles(indexed[:100], w / "train_a") + write_articles(indexed[100:], w / "train_b") if q.spans]
-    used = {q.qid for q in every(qs, TRAIN_OWN_N)}
-    rest = every([q for q in qs if q.qid not in used], args.fresh or args.n)
-    name = "train_more"
-    if args.fresh:  # questions no fit has used: neither the ranker's nor the reranker's
-        used |= {q.qid for q in rest}
-        rest, name = every([q for q in qs if q.qid not in used], args.n), "train_fresh"
+    _, _, train_a, train_b = question_sets(w)
+    rest, name = more_train_questions([q for q in train_a + train_b if q.spans], args.n, args.fresh)
     collect(Index.open(w / "big"), rest, w / "size490" / f"{name}.npz")
     print(f"asked {len(rest)}", file=sys.stderr)
 
