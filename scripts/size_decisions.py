@@ -76,11 +76,11 @@ def main() -> None:
             for i, (source, qs) in enumerate(sorted(by_source.items())):
                 folder = w / "decisions-one" / f"{i:02d}"
                 folder.mkdir(parents=True, exist_ok=True)
-                link = folder / Path(source).name
-                link.write_text(Path(source).read_text())
+                alone = folder / Path(source).name  # the article's own copy, in a folder of its own
+                alone.write_text(Path(source).read_text())
                 build(folder.parent / f"index{i:02d}", [folder])
                 bot = Bot(Index.open(folder.parent / f"index{i:02d}"))
-                mine = [type(q)(q.qid, q.text, link.as_posix(), q.spans) for q in qs]
+                mine = [type(q)(q.qid, q.text, alone.as_posix(), q.spans) for q in qs]
                 fq = foreign[(i * FOREIGN_PER_ONE) % len(foreign):][:FOREIGN_PER_ONE]
                 a, r = ask(bot, mine)
                 answered, right, n_own = answered + a, right + r, n_own + len(mine)
