@@ -98,11 +98,17 @@ def question_sets(w: Path) -> tuple[list, list, list, list]:
     return own, foreign, train_a, train_b
 
 
-def main() -> None:
+def stage_arguments() -> argparse.Namespace:
+    """--work (where the stages' articles, indexes and results live) and --stages (the collection
+    sizes, in the order they are built)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
     ap.add_argument("--stages", default="24,1,48,150,490")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = stage_arguments()
     w = args.work
     own, foreign, train_a, train_b = question_sets(w)
     big = w / "big"

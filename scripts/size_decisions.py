@@ -19,7 +19,6 @@ in WORK/decisions-index.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from size_abstention import FOREIGN_PER_ONE, log, question_sets  # noqa: E402
+from size_abstention import FOREIGN_PER_ONE, log, question_sets, stage_arguments  # noqa: E402
 from train_more import more_train_questions  # noqa: E402
 from qa.answer import Bot  # noqa: E402
 from qa.build import build  # noqa: E402
@@ -51,10 +50,7 @@ def ask(bot: Bot, questions) -> tuple[int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--work", type=Path, default=Path("/tmp/q14"))
-    ap.add_argument("--stages", default="24,1,48,150,490")
-    args = ap.parse_args()
+    args = stage_arguments()
     w = args.work
     own, foreign, train_a, train_b = question_sets(w)
     fresh, _ = more_train_questions([q for q in train_a + train_b if q.spans], FRESH_N, FRESH_AFTER)

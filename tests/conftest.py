@@ -21,7 +21,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORPUS_FIXTURES = FIXTURES / "corpus"
-
 SEED = "seeds/000_a965798dc9f0230f.txt"
 SEED_QUESTION = "What did London agree?"
 # A second article for tests that add one to an index (qa serve's generation switches).
